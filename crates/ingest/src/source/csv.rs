@@ -1,0 +1,391 @@
+//! Strict CSV parsing into the unified schema: columns are matched by header name (any order, any case, older
+//! spellings), every value is parsed as the column's declared type, and a row with any bad value goes to
+//! quarantine whole, with its line, column, value and reason. Nothing is inferred from the data.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, Float64Builder, Int32Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+};
+use tripline_core::time::parse_timestamp;
+use tripline_core::{ColumnSpec, ColumnType, QuarantinedRow, SchemaDrift, TripKind};
+
+use super::{ParsedBatch, SharedHash, SourceFormat, TripReader, hex, read_error};
+use crate::error::{IngestError, Result};
+
+/// Reads a TLC CSV (plain or gzip) as validated batches.
+pub struct CsvTripReader {
+    name: String,
+    kind: TripKind,
+    reader: ::csv::Reader<Box<dyn Read + Send>>,
+    /// For each table column, the field index in the file.
+    field_of_column: Vec<Option<usize>>,
+    header_fields: usize,
+    batch_rows: usize,
+    record: ::csv::ByteRecord,
+    values: Vec<Value>,
+    drift: Vec<SchemaDrift>,
+    format: SourceFormat,
+    hash: SharedHash,
+    done: bool,
+}
+
+/// A parsed field value, held until the whole row is known to be valid.
+#[derive(Debug, Clone, Copy)]
+enum Value {
+    Null,
+    Int(i64),
+    Float(f64),
+    Text(usize),
+}
+
+impl CsvTripReader {
+    /// Read the header and map it onto the kind's unified schema.
+    pub(super) fn new(
+        input: Box<dyn Read + Send>,
+        name: &str,
+        kind: TripKind,
+        batch_rows: usize,
+        format: SourceFormat,
+        hash: SharedHash,
+    ) -> Result<Self> {
+        let mut reader = ::csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(input);
+        let mut header = ::csv::ByteRecord::new();
+        let has_header = reader.read_byte_record(&mut header).map_err(|e| csv_error(name, &e))?;
+        if !has_header {
+            return Err(IngestError::bad(name, "the source has no lines: expected a header line"));
+        }
+        let (field_of_column, drift) = map_header(name, kind, &header)?;
+        Ok(Self {
+            name: name.to_string(),
+            kind,
+            reader,
+            field_of_column,
+            header_fields: header.len(),
+            batch_rows,
+            record: ::csv::ByteRecord::new(),
+            values: vec![Value::Null; kind.columns().len()],
+            drift,
+            format,
+            hash,
+            done: false,
+        })
+    }
+
+    /// Parse the current record into `self.values`, or say what is wrong with it.
+    fn parse_record(&mut self) -> Result<(), (Option<&'static str>, String, String)> {
+        if self.record.len() != self.header_fields {
+            let reason = format!("expected {} fields as in the header, found {}", self.header_fields, self.record.len());
+            return Err((None, String::new(), reason));
+        }
+        for (i, spec) in self.kind.columns().iter().enumerate() {
+            let Some(field) = self.field_of_column[i] else {
+                self.values[i] = Value::Null;
+                continue;
+            };
+            let raw = &self.record[field];
+            let fail = |reason: String| (Some(spec.name), String::from_utf8_lossy(raw).into_owned(), reason);
+            let text = std::str::from_utf8(raw).map_err(|_| fail("not valid UTF-8".into()))?;
+            self.values[i] = parse_value(spec, text.trim(), field).map_err(fail)?;
+            if self.kind.pickup_column() == Some(i) && matches!(self.values[i], Value::Null) {
+                return Err(fail("the pickup time is missing: the trip cannot be placed in a month".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse_value(spec: &ColumnSpec, text: &str, field: usize) -> Result<Value, String> {
+    if text.is_empty() {
+        return Ok(Value::Null);
+    }
+    let expected = || format!("expected {}", spec.ty.expected());
+    match spec.ty {
+        ColumnType::Int32 | ColumnType::Int64 => {
+            let v = match text.parse::<i64>() {
+                Ok(v) => v,
+                // Since 2020 the TLC writes some integer columns as floats ("1.0"); accept whole values only.
+                Err(_) => match text.parse::<f64>() {
+                    Ok(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e15 => f as i64,
+                    Ok(_) => return Err(format!("{}, found a fraction", expected())),
+                    Err(_) => return Err(expected()),
+                },
+            };
+            if spec.ty == ColumnType::Int32 && i32::try_from(v).is_err() {
+                return Err("out of range for a 32-bit integer".into());
+            }
+            spec.domain.check_int(v).map_err(str::to_string)?;
+            Ok(Value::Int(v))
+        }
+        ColumnType::Float64 => match text.parse::<f64>() {
+            Ok(f) if f.is_finite() => Ok(Value::Float(f)),
+            _ => Err(expected()),
+        },
+        ColumnType::Timestamp => parse_timestamp(text).map(Value::Int).ok_or_else(expected),
+        ColumnType::Utf8 => Ok(Value::Text(field)),
+    }
+}
+
+/// Match header names to table columns; refuse a header that is missing or belongs to another kind.
+fn map_header(
+    name: &str,
+    kind: TripKind,
+    header: &::csv::ByteRecord,
+) -> Result<(Vec<Option<usize>>, Vec<SchemaDrift>)> {
+    let fields: Vec<String> =
+        header.iter().map(|f| String::from_utf8_lossy(f).trim().trim_start_matches('\u{feff}').to_string()).collect();
+    let mut field_of_column = vec![None; kind.columns().len()];
+    let mut drift = Vec::new();
+    for (f, field) in fields.iter().enumerate() {
+        match kind.find_column(field) {
+            Some(c) if field_of_column[c].is_some() => {
+                return Err(IngestError::bad(name, format!("wrong header: column '{field}' appears twice")));
+            }
+            Some(c) => field_of_column[c] = Some(f),
+            None => drift.push(SchemaDrift {
+                column: field.clone(),
+                change: "not in the unified schema: ignored".into(),
+            }),
+        }
+    }
+    let missing: Vec<&str> = kind
+        .columns()
+        .iter()
+        .zip(&field_of_column)
+        .filter(|(spec, f)| spec.required && f.is_none())
+        .map(|(spec, _)| spec.name)
+        .collect();
+    if !missing.is_empty() {
+        let shown = fields.iter().take(6).cloned().collect::<Vec<_>>().join(",");
+        let message = if field_of_column.iter().all(Option::is_none) && looks_like_data(&fields) {
+            format!("missing header: the first line looks like data ({shown}...); TLC files start with a header line")
+        } else if let Some(other) = better_kind(kind, &fields) {
+            format!(
+                "wrong header for kind {kind}: missing {}; the header looks like a {other} file: use --kind {other}",
+                missing.join(", ")
+            )
+        } else {
+            format!("wrong header for kind {kind}: missing column(s) {} (found: {shown}...)", missing.join(", "))
+        };
+        return Err(IngestError::bad(name, message));
+    }
+    for (spec, f) in kind.columns().iter().zip(&field_of_column) {
+        if f.is_none() {
+            drift.push(SchemaDrift { column: spec.name.into(), change: "not in this file: filled with nulls".into() });
+        }
+    }
+    Ok((field_of_column, drift))
+}
+
+fn looks_like_data(fields: &[String]) -> bool {
+    // Header names are never numbers or timestamps; data rows almost always hold some.
+    fields.iter().any(|f| f.parse::<f64>().is_ok() || parse_timestamp(f).is_some())
+}
+
+fn better_kind(kind: TripKind, fields: &[String]) -> Option<TripKind> {
+    TripKind::ALL.into_iter().filter(|k| *k != kind).find(|k| {
+        let found: Vec<usize> = fields.iter().filter_map(|f| k.find_column(f)).collect();
+        k.columns().iter().enumerate().filter(|(_, c)| c.required).all(|(i, _)| found.contains(&i))
+    })
+}
+
+fn csv_error(name: &str, e: &::csv::Error) -> IngestError {
+    match e.kind() {
+        ::csv::ErrorKind::Io(io) => read_error(name, io),
+        _ => IngestError::bad(name, format!("unreadable CSV: {e}")),
+    }
+}
+
+enum Builder {
+    I32(Int32Builder),
+    I64(Int64Builder),
+    F64(Float64Builder),
+    Ts(TimestampMicrosecondBuilder),
+    Str(StringBuilder),
+}
+
+impl Builder {
+    fn new(ty: ColumnType, capacity: usize) -> Self {
+        match ty {
+            ColumnType::Int32 => Self::I32(Int32Builder::with_capacity(capacity)),
+            ColumnType::Int64 => Self::I64(Int64Builder::with_capacity(capacity)),
+            ColumnType::Float64 => Self::F64(Float64Builder::with_capacity(capacity)),
+            ColumnType::Timestamp => Self::Ts(TimestampMicrosecondBuilder::with_capacity(capacity)),
+            ColumnType::Utf8 => Self::Str(StringBuilder::with_capacity(capacity, capacity * 4)),
+        }
+    }
+
+    fn append(&mut self, v: Value, record: &::csv::ByteRecord) {
+        match (self, v) {
+            (Self::I32(b), Value::Int(x)) => b.append_value(x as i32),
+            (Self::I64(b), Value::Int(x)) => b.append_value(x),
+            (Self::F64(b), Value::Float(x)) => b.append_value(x),
+            (Self::Ts(b), Value::Int(x)) => b.append_value(x),
+            (Self::Str(b), Value::Text(f)) => {
+                b.append_value(std::str::from_utf8(&record[f]).expect("validated").trim());
+            }
+            (Self::I32(b), _) => b.append_null(),
+            (Self::I64(b), _) => b.append_null(),
+            (Self::F64(b), _) => b.append_null(),
+            (Self::Ts(b), _) => b.append_null(),
+            (Self::Str(b), _) => b.append_null(),
+        }
+    }
+
+    fn finish(self) -> ArrayRef {
+        match self {
+            Self::I32(mut b) => Arc::new(b.finish()),
+            Self::I64(mut b) => Arc::new(b.finish()),
+            Self::F64(mut b) => Arc::new(b.finish()),
+            Self::Ts(mut b) => Arc::new(b.finish()),
+            Self::Str(mut b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// The record as it appeared, re-joined as CSV, so a quarantined row loses nothing.
+fn render_record(record: &::csv::ByteRecord) -> String {
+    let mut out = String::new();
+    for (i, f) in record.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let text = String::from_utf8_lossy(f);
+        if text.contains([',', '"', '\n', '\r']) {
+            out.push('"');
+            out.push_str(&text.replace('"', "\"\""));
+            out.push('"');
+        } else {
+            out.push_str(&text);
+        }
+    }
+    out
+}
+
+impl TripReader for CsvTripReader {
+    fn next_batch(&mut self) -> Result<Option<ParsedBatch>> {
+        if self.done {
+            return Ok(None);
+        }
+        let columns = self.kind.columns();
+        let mut builders: Vec<Builder> = columns.iter().map(|c| Builder::new(c.ty, self.batch_rows)).collect();
+        let mut quarantined = Vec::new();
+        let mut rows = 0usize;
+        let mut seen = 0usize;
+        while rows < self.batch_rows {
+            let more = self.reader.read_byte_record(&mut self.record).map_err(|e| csv_error(&self.name, &e))?;
+            if !more {
+                self.done = true;
+                break;
+            }
+            seen += 1;
+            match self.parse_record() {
+                Ok(()) => {
+                    for (b, v) in builders.iter_mut().zip(&self.values) {
+                        b.append(*v, &self.record);
+                    }
+                    rows += 1;
+                }
+                Err((column, value, reason)) => quarantined.push(QuarantinedRow {
+                    line: self.record.position().map_or(0, |p| p.line()),
+                    column: column.map(str::to_string),
+                    value,
+                    reason,
+                    record: render_record(&self.record),
+                }),
+            }
+            if seen >= self.batch_rows * 4 && rows == 0 {
+                break; // a long run of bad rows: hand them over without waiting for good ones
+            }
+        }
+        if rows == 0 && quarantined.is_empty() {
+            return Ok(None);
+        }
+        let arrays: Vec<ArrayRef> = builders.into_iter().map(Builder::finish).collect();
+        let batch = RecordBatch::try_new(self.kind.schema(), arrays).expect("builders follow the schema");
+        Ok(Some(ParsedBatch { batch, quarantined }))
+    }
+
+    fn drift(&self) -> &[SchemaDrift] {
+        &self.drift
+    }
+
+    fn format(&self) -> SourceFormat {
+        self.format
+    }
+
+    fn content_hash(&self) -> String {
+        hex(&self.hash)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(kind: TripKind, text: &str) -> Result<(Vec<RecordBatch>, Vec<QuarantinedRow>, Vec<SchemaDrift>)> {
+        let hash: SharedHash = Default::default();
+        let mut r =
+            CsvTripReader::new(Box::new(std::io::Cursor::new(text.to_string().into_bytes())), "t.csv", kind, 2, SourceFormat::Csv, hash)?;
+        let (mut batches, mut bad) = (Vec::new(), Vec::new());
+        while let Some(p) = r.next_batch()? {
+            batches.push(p.batch);
+            bad.extend(p.quarantined);
+        }
+        Ok((batches, bad, r.drift().to_vec()))
+    }
+
+    const ZONES: &str = "\"locationid\",\"borough\",\"zone\",\"service_zone\"\n1,\"EWR\",\"Newark Airport\",\"EWR\"\n";
+
+    #[test]
+    fn quoted_lowercase_zone_header_loads() {
+        let (batches, bad, drift) = read(TripKind::Zones, ZONES).unwrap();
+        assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 1);
+        assert!(bad.is_empty() && drift.is_empty());
+    }
+
+    #[test]
+    fn bad_values_are_quarantined_with_line_column_value_and_reason() {
+        let text = format!("{ZONES}2,Queens,x,Boro Zone\nabc,Queens,x,Boro Zone\n300,Queens,x,y\n4,Queens\n5,Bronx,z,Boro Zone\n");
+        let (batches, bad, _) = read(TripKind::Zones, &text).unwrap();
+        assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 3);
+        assert_eq!(bad.len(), 3);
+        assert_eq!((bad[0].line, bad[0].column.as_deref(), bad[0].value.as_str()), (4, Some("LocationID"), "abc"));
+        assert_eq!(bad[0].reason, "expected an integer");
+        assert_eq!(bad[0].record, "abc,Queens,x,Boro Zone");
+        assert_eq!(bad[1].reason, "zone ID out of range 1..=265");
+        assert_eq!(bad[2].reason, "expected 4 fields as in the header, found 2");
+    }
+
+    #[test]
+    fn integers_written_as_whole_floats_are_accepted_and_fractions_are_not() {
+        let spec = TripKind::Yellow.columns()[3];
+        assert!(matches!(parse_value(&spec, "1.0", 0), Ok(Value::Int(1))));
+        assert_eq!(parse_value(&spec, "1.5", 0).unwrap_err(), "expected an integer, found a fraction");
+    }
+
+    #[test]
+    fn a_header_of_another_kind_is_named() {
+        let green = "VendorID,lpep_pickup_datetime,lpep_dropoff_datetime,store_and_fwd_flag,RatecodeID,PULocationID,\
+            DOLocationID,passenger_count,trip_distance,fare_amount,extra,mta_tax,tip_amount,tolls_amount,ehail_fee,\
+            improvement_surcharge,total_amount,payment_type,trip_type,congestion_surcharge\n";
+        let e = read(TripKind::Yellow, green).unwrap_err().to_string();
+        assert!(e.contains("use --kind green"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_header_is_named() {
+        let e = read(TripKind::Zones, "1,EWR,Newark Airport,EWR\n").unwrap_err().to_string();
+        assert!(e.starts_with("t.csv: missing header"), "{e}");
+        let e = read(TripKind::Zones, "").unwrap_err().to_string();
+        assert!(e.contains("no lines"), "{e}");
+    }
+
+    #[test]
+    fn missing_optional_and_unknown_columns_are_reported_as_drift() {
+        let text = "LocationID,Borough,Zone,service_zone,extra_col\n1,EWR,N,EWR,x\n";
+        let (_, _, drift) = read(TripKind::Zones, text).unwrap();
+        assert_eq!(drift[0].to_string(), "extra_col: not in the unified schema: ignored");
+    }
+}

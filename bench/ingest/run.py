@@ -206,7 +206,9 @@ def ensure_data(args, bin_path: Path, out_dir: Path) -> tuple[Path, dict]:
 
     path = (out_dir / f"yellow_{args.month}.csv").resolve()
     meta_path = path.with_name(path.name + ".meta.json")
-    want = {"kind": "yellow", "month": args.month, "rows": args.rows, "seed": args.seed, "dirty_rate": 0}
+    # The generator's version is part of the key: another tripline version may generate other rows.
+    want = {"kind": "yellow", "month": args.month, "rows": args.rows, "seed": args.seed, "dirty_rate": 0,
+            "generator": tripline_version(bin_path)}
     if path.is_file() and meta_path.is_file():
         try:
             meta = json.loads(meta_path.read_text())
@@ -237,6 +239,15 @@ def ensure_data(args, bin_path: Path, out_dir: Path) -> tuple[Path, dict]:
     meta = {**want, "bytes": path.stat().st_size, "datagen_s": round(took, 3), "command": shlex.join(cmd)}
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
     return path, {"source": "tripline datagen", "generated": True, **meta}
+
+
+def tripline_version(bin_path: Path) -> str | None:
+    try:
+        res = subprocess.run([str(bin_path), "--version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    out = res.stdout.strip()
+    return out.removeprefix("tripline ").strip() if res.returncode == 0 and out else None
 
 
 def csv_header(path: Path) -> list[str]:
@@ -502,7 +513,7 @@ def build_tools(args, bin_path: Path, data: Path, data_rows: int, pg: Postgres |
 
 def explain_failure(tool: Tool, run: Run, bin_path: Path) -> str:
     if run.timed_out:
-        return f"timed out after {run.wall_s:.0f} s"
+        return f"timed out after {run.wall_s:.1f} s (--timeout)"
     if run.error:
         return run.error
     err = tail(run.stderr)
@@ -547,11 +558,7 @@ def versions(bin_path: Path, need_tripline: bool) -> dict:
     except OSError:
         pass
     if need_tripline:
-        try:
-            res = subprocess.run([str(bin_path), "--version"], capture_output=True, text=True, timeout=30)
-            v["tripline"] = res.stdout.strip() or f"(--version exit {res.returncode})"
-        except (OSError, subprocess.TimeoutExpired):
-            pass
+        v["tripline"] = tripline_version(bin_path) or "(no --version)"
     try:
         commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
                                 capture_output=True, text=True).stdout.strip()
@@ -659,8 +666,8 @@ def markdown(meta: dict, summary: dict, failures: list[str]) -> str:
             lines.append("| " + " | ".join(cells) + " |")
         lines.extend(["", note])
 
-    table("postgres", "CSV -> PostgreSQL", "All three load through the same server; psql's and pandas' RSS do not "
-          "include the server's memory, nor does tripline's. pandas uses `to_sql(index=False)`.", False)
+    table("postgres", "CSV -> PostgreSQL", "Every tool loads into the same server; the peak RSS is the client's "
+          "only (the server's memory is not included for any tool). pandas uses `to_sql(index=False)`.", False)
     table("parquet", "CSV -> Parquet", "Each tool uses its own defaults for compression and row groups (hence the "
           "output sizes); DuckDB and Polars infer the schema from the data, tripline applies the TLC schema.", True)
     if failures:

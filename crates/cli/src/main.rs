@@ -14,9 +14,10 @@ use tripline_core::{Classify, Config, ErrorDomain};
 
 /// tripline: ingest, store and model NYC taxi trips on one laptop, or on real infrastructure when you outgrow it.
 #[derive(Debug, Parser)]
-#[command(name = "tripline", version, about, long_about = None, propagate_version = true)]
-#[command(after_help = "Exit codes: 0 success, 1 the job failed (bad data, unreachable system), 2 bad usage or config.\n\
-Configuration: tripline.toml in the project directory; any key can be overridden with TRIPLINE_<SECTION>_<KEY>,\n\
+#[command(name = "tripline", version, propagate_version = true)]
+#[command(after_help = "Exit codes: 0 success, 1 the job failed (bad data, unreachable system), 2 bad usage or config.
+
+Configuration: tripline.toml in the project directory. Any key can be overridden with TRIPLINE_<SECTION>_<KEY>, \
 e.g. TRIPLINE_LAKE_ROOT=s3://bucket/lake or TRIPLINE_POSTGRES_URL=postgres://user@host/db.")]
 struct Cli {
     /// The project directory (where tripline.toml, the lake and quarantine files live).

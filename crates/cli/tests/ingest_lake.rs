@@ -97,7 +97,7 @@ fn parquet_sources_with_drifted_types_are_unified() {
     assert_eq!(s["format"], "parquet");
     assert_eq!(s["account"]["written"], 22_792);
     let drift = s["drift"].to_string();
-    assert!(drift.contains("VendorID: Float64 in file, Int32 in table: converted"), "{drift}");
+    assert!(drift.contains(r#"{"change":"Float64 in file, Int32 in table: converted","column":"VendorID"}"#), "{drift}");
     let file = project.path().join("lake/raw/yellow/year=2021/month=01/yellow_tripdata_2021-01.parquet");
     let types = duckdb(&format!(
         "select typeof(VendorID), typeof(tpep_pickup_datetime), typeof(airport_fee) from read_parquet('{}') limit 1",

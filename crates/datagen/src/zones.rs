@@ -31,8 +31,10 @@ const MIDTOWN: &[i32] = &[
 ];
 /// Manhattan from 59th to 110th street, and Roosevelt Island.
 const UPTOWN: &[i32] = &[24, 43, 140, 141, 142, 143, 151, 202, 236, 237, 238, 239, 262, 263];
-/// Manhattan above 110th street (East Harlem from 96th): where green cabs may pick up.
-const NORTH: &[i32] = &[41, 42, 74, 75, 116, 120, 127, 128, 152, 153, 166, 243, 244];
+/// Manhattan above 110th street (East Harlem from 96th) and Randalls Island: where green cabs may pick up.
+const NORTH: &[i32] = &[41, 42, 74, 75, 116, 120, 127, 128, 152, 153, 166, 194, 243, 244];
+/// Zones of Manhattan outside the yellow zone ("Boro Zone" in the lookup); Randalls Island counts as yellow.
+const MANHATTAN_BORO_ZONE: &[i32] = &[41, 42, 74, 75, 116, 120, 127, 128, 152, 153, 166, 202, 243, 244];
 
 /// The busiest yellow-cab pickup zones.
 const YELLOW_HOT: &[i32] = &[
@@ -172,7 +174,7 @@ fn build_zone(id: i32) -> Zone {
         (LGA, _) => ("LaGuardia Airport".to_owned(), "Airports"),
         (264, _) => ("NV".to_owned(), "N/A"),
         (265, _) => ("Outside of NYC".to_owned(), "N/A"),
-        (_, Borough::Manhattan) if area != Area::North && id != 202 => (zone_name(id), "Yellow Zone"),
+        (_, Borough::Manhattan) if !MANHATTAN_BORO_ZONE.contains(&id) => (zone_name(id), "Yellow Zone"),
         _ => (zone_name(id), "Boro Zone"),
     };
     Zone { id, borough, area, name, service_zone, pos }
@@ -256,6 +258,7 @@ fn pickup_weight(pattern: Pattern, z: &Zone) -> f64 {
         },
         Pattern::Green => match (z.id, z.area) {
             (74 | 75 | 41, _) => 120.0,
+            (194, _) => 1.0,
             (264, _) => 6.0,
             (265, _) => 1.0,
             (_, Area::Airport) => 0.5,

@@ -90,7 +90,7 @@ pub fn psql(url: &str, sql: &str) -> String {
 /// Run a DuckDB query through Python and return the first row as text, fields joined by `|`.
 pub fn duckdb(sql: &str) -> String {
     let script = format!(
-        "import duckdb\nrow = duckdb.sql({sql:?}).fetchone()\nprint('|'.join(str(v) for v in row))"
+        "import duckdb\nrows = duckdb.connect().execute({sql:?}).fetchall()\nprint('|'.join(str(v) for v in rows[0]))"
     );
     let out = Command::new("python3").args(["-c", &script]).output().expect("python3 with duckdb");
     assert!(out.status.success(), "duckdb failed on {sql}: {}", String::from_utf8_lossy(&out.stderr));

@@ -603,7 +603,8 @@ def markdown(meta: dict, summary: dict, failures: list[str]) -> str:
         "",
         f"- command: `{meta['command']}`",
         f"- machine: {m.get('nproc')} CPUs ({m.get('cpu', '?')}), {m.get('memory_gib', '?')} GiB RAM, "
-        f"Linux {m.get('kernel')}",
+        f"Linux {m.get('kernel')}; 1-minute load average {m.get('loadavg_1m_before')} before, "
+        f"{m.get('loadavg_1m_after')} after (other work on the machine skews the times)",
         f"- data: `{d['path']}`: {d['rows']:,} rows, {d['bytes'] / (1 << 20):.1f} MiB CSV ({d['source']})",
         f"- runs: median of {meta['repeat']} (tools interleaved round by round); peak RSS is the largest resident set "
         "of any process in the tool's process tree (wait4 ru_maxrss), the maximum over the runs"
@@ -742,6 +743,7 @@ def main(argv: list[str]) -> int:
     if data_rows == 0:
         raise SystemExit(f"{data} has no data rows")
 
+    load_before = os.getloadavg()
     use_pg = not args.no_postgres and (selected is None or bool(selected & {"tripline-pg", "pandas", "copy"}))
     pg_url = args.pg_url or os.environ.get("TRIPLINE_TEST_PG_URL")
     runs: list[Run] = []
@@ -792,7 +794,8 @@ def main(argv: list[str]) -> int:
         "command": shlex.join([Path(sys.executable).name, *sys.argv]),
         "smoke": args.smoke,
         "repeat": args.repeat,
-        "machine": machine_info(),
+        "machine": {**machine_info(), "loadavg_1m_before": round(load_before[0], 2),
+                    "loadavg_1m_after": round(os.getloadavg()[0], 2)},
         "versions": versions(args.bin, any(t.needs_tripline for t in tools)),
         "data": {"path": str(data), "rows": data_rows, "bytes": data.stat().st_size, **data_meta},
         "postgres": pg_info,

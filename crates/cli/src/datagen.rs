@@ -11,8 +11,10 @@ use crate::{Context, Failure};
 
 /// Generate deterministic synthetic TLC trip data.
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  tripline datagen --kind yellow --month 2021-01 --rows 1000000 --format csv.gz \
---output data/yellow_tripdata_2021-01.csv.gz")]
+#[command(
+    after_help = "Example:\n  tripline datagen --kind yellow --month 2021-01 --rows 1000000 --format csv.gz \
+--output data/yellow_tripdata_2021-01.csv.gz"
+)]
 pub struct DatagenArgs {
     /// Which TLC data set to imitate.
     #[arg(long, short)]
@@ -48,7 +50,9 @@ pub fn generate(
     dirty_rate: f64,
 ) -> Result<tripline_datagen::DatagenReport, Failure> {
     if !(0.0..=1.0).contains(&dirty_rate) {
-        return Err(Failure::usage(format!("--dirty-rate must be between 0 and 1, got {dirty_rate}")));
+        return Err(Failure::usage(format!(
+            "--dirty-rate must be between 0 and 1, got {dirty_rate}"
+        )));
     }
     if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
@@ -63,9 +67,21 @@ pub fn generate(
 
 /// `tripline datagen`.
 pub fn run(ctx: &Context, args: DatagenArgs) -> Result<(), Failure> {
-    let output = if args.output.is_absolute() { args.output.clone() } else { ctx.project_dir.join(&args.output) };
+    let output = if args.output.is_absolute() {
+        args.output.clone()
+    } else {
+        ctx.project_dir.join(&args.output)
+    };
     let start = std::time::Instant::now();
-    let report = generate(args.kind, args.month, args.rows, args.format, &output, args.seed, args.dirty_rate)?;
+    let report = generate(
+        args.kind,
+        args.month,
+        args.rows,
+        args.format,
+        &output,
+        args.seed,
+        args.dirty_rate,
+    )?;
     ctx.out.json(&report);
     ctx.out.say(format!(
         "wrote {} {} rows for {} to {} ({}, {}, {} dirty rows, {:.2} s)",

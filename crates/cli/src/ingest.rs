@@ -101,7 +101,9 @@ pub async fn load(
             report
         }
         Target::Postgres(url) => {
-            let mut sink = PostgresSink::connect(url, table, kind, mode).await.map_err(Failure::from_error)?;
+            let mut sink = PostgresSink::connect(url, table, kind, mode)
+                .await
+                .map_err(Failure::from_error)?;
             let ticker = ctx.out.progress_bar(progress);
             let report = ingest.run(sources, &mut sink).await;
             ticker.finish();
@@ -118,7 +120,16 @@ pub async fn run(ctx: &Context, args: IngestArgs) -> Result<(), Failure> {
         sources.extend(SourceLocation::resolve(spec).map_err(Failure::from_error)?);
     }
     let target = Target::resolve(ctx, args.to.as_deref())?;
-    let report = load(ctx, args.kind, &sources, &target, args.table.as_deref(), args.mode, args.month).await?;
+    let report = load(
+        ctx,
+        args.kind,
+        &sources,
+        &target,
+        args.table.as_deref(),
+        args.mode,
+        args.month,
+    )
+    .await?;
     ctx.out.json(&report);
     print_ingest_report(&ctx.out, &report);
     finish(&report)
@@ -134,9 +145,18 @@ pub fn finish(report: &IngestReport) -> Result<(), Failure> {
         .iter()
         .filter_map(|s| s.error.clone())
         .collect();
-    let domain = report.sources.iter().find_map(|s| s.error_domain).unwrap_or(ErrorDomain::External);
+    let domain = report
+        .sources
+        .iter()
+        .find_map(|s| s.error_domain)
+        .unwrap_or(ErrorDomain::External);
     Err(Failure::reported(
-        format!("{} of {} sources failed: {}", report.failed, report.sources.len(), errors.join("; ")),
+        format!(
+            "{} of {} sources failed: {}",
+            report.failed,
+            report.sources.len(),
+            errors.join("; ")
+        ),
         domain,
     ))
 }

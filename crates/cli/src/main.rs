@@ -15,13 +15,21 @@ use tripline_core::{Classify, Config, ErrorDomain};
 /// tripline: ingest, store and model NYC taxi trips on one laptop, or on real infrastructure when you outgrow it.
 #[derive(Debug, Parser)]
 #[command(name = "tripline", version, propagate_version = true)]
-#[command(after_help = "Exit codes: 0 success, 1 the job failed (bad data, unreachable system), 2 bad usage or config.
+#[command(
+    after_help = "Exit codes: 0 success, 1 the job failed (bad data, unreachable system), 2 bad usage or config.
 
 Configuration: tripline.toml in the project directory. Any key can be overridden with TRIPLINE_<SECTION>_<KEY>, \
-e.g. TRIPLINE_LAKE_ROOT=s3://bucket/lake or TRIPLINE_POSTGRES_URL=postgres://user@host/db.")]
+e.g. TRIPLINE_LAKE_ROOT=s3://bucket/lake or TRIPLINE_POSTGRES_URL=postgres://user@host/db."
+)]
 struct Cli {
     /// The project directory (where tripline.toml, the lake and quarantine files live).
-    #[arg(short = 'C', long = "project-dir", global = true, default_value = ".", value_name = "DIR")]
+    #[arg(
+        short = 'C',
+        long = "project-dir",
+        global = true,
+        default_value = ".",
+        value_name = "DIR"
+    )]
     project_dir: PathBuf,
     /// Print only errors.
     #[arg(short, long, global = true)]
@@ -54,17 +62,29 @@ pub struct Failure {
 impl Failure {
     /// A failure from any library error.
     pub fn from_error<E: Classify + std::fmt::Display>(e: E) -> Self {
-        Self { message: e.to_string(), domain: e.domain(), usage: false }
+        Self {
+            message: e.to_string(),
+            domain: e.domain(),
+            usage: false,
+        }
     }
 
     /// A usage or configuration problem (exit code 2).
     pub fn usage(message: impl Into<String>) -> Self {
-        Self { message: message.into(), domain: ErrorDomain::User, usage: true }
+        Self {
+            message: message.into(),
+            domain: ErrorDomain::User,
+            usage: true,
+        }
     }
 
     /// A failure already reported in the command's own output (exit code 1, no further message).
     pub fn reported(message: impl Into<String>, domain: ErrorDomain) -> Self {
-        Self { message: message.into(), domain, usage: false }
+        Self {
+            message: message.into(),
+            domain,
+            usage: false,
+        }
     }
 }
 
@@ -82,17 +102,33 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TRIPLINE_LOG").unwrap_or_else(|_| "error".into()),
+            tracing_subscriber::EnvFilter::try_from_env("TRIPLINE_LOG")
+                .unwrap_or_else(|_| "error".into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let out = output::Output { quiet: cli.quiet, json: cli.json };
+    let out = output::Output {
+        quiet: cli.quiet,
+        json: cli.json,
+    };
     let config = match Config::load(&cli.project_dir, std::env::vars()) {
         Ok(c) => c,
-        Err(e) => return render(Failure { usage: true, ..Failure::from_error(e) }),
+        Err(e) => {
+            return render(Failure {
+                usage: true,
+                ..Failure::from_error(e)
+            });
+        }
     };
-    let ctx = Context { project_dir: cli.project_dir, config, out };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let ctx = Context {
+        project_dir: cli.project_dir,
+        config,
+        out,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let result = runtime.block_on(async {
         match cli.command {
             Command::Datagen(args) => datagen::run(&ctx, args),
@@ -109,8 +145,12 @@ fn main() -> ExitCode {
 fn render(f: Failure) -> ExitCode {
     if !f.message.is_empty() {
         let hint = match f.domain {
-            ErrorDomain::External => "\n  (an outside system failed: fix it and re-run; completed loads are kept, none is duplicated)",
-            ErrorDomain::Internal => "\n  (this is a bug in tripline: please report it with the command you ran)",
+            ErrorDomain::External => {
+                "\n  (an outside system failed: fix it and re-run; completed loads are kept, none is duplicated)"
+            }
+            ErrorDomain::Internal => {
+                "\n  (this is a bug in tripline: please report it with the command you ran)"
+            }
             ErrorDomain::User => "",
         };
         eprintln!("error: {}{hint}", f.message);

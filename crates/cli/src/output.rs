@@ -27,7 +27,10 @@ impl Output {
     /// Print a value as JSON (in JSON mode).
     pub fn json<T: Serialize>(&self, value: &T) {
         if self.json {
-            println!("{}", serde_json::to_string_pretty(value).expect("serialisable"));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(value).expect("serialisable")
+            );
         }
     }
 
@@ -111,7 +114,9 @@ pub fn print_ingest_report(out: &Output, report: &IngestReport) {
                 }
                 println!("{line}");
                 if let Some(n) = c.replaced_rows.filter(|n| *n > 0) {
-                    println!("  replaced {n} rows of an earlier load of this source (no duplicates)");
+                    println!(
+                        "  replaced {n} rows of an earlier load of this source (no duplicates)"
+                    );
                 }
                 if let (Some(new), Some(existing)) = (c.merged_new, c.merged_existing) {
                     println!("  merged: {new} new rows, {existing} already present (skipped)");
@@ -123,7 +128,11 @@ pub fn print_ingest_report(out: &Output, report: &IngestReport) {
                     println!("  schema drift: {d}");
                 }
                 if let Some(q) = &s.quarantine_file {
-                    println!("  {} bad rows quarantined in {}", s.account.quarantined, q.display());
+                    println!(
+                        "  {} bad rows quarantined in {}",
+                        s.account.quarantined,
+                        q.display()
+                    );
                 }
             }
             (None, Some(e)) => println!("{}  FAILED: {e}", s.source),

@@ -33,7 +33,11 @@ impl AddAssign for RowAccount {
 
 impl fmt::Display for RowAccount {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "read {} = written {} + quarantined {}", self.read, self.written, self.quarantined)
+        write!(
+            f,
+            "read {} = written {} + quarantined {}",
+            self.read, self.written, self.quarantined
+        )
     }
 }
 
@@ -73,10 +77,25 @@ mod tests {
 
     #[test]
     fn accounts_add_up_and_render() {
-        let mut a = RowAccount { read: 10, written: 9, quarantined: 1 };
-        a += RowAccount { read: 5, written: 5, quarantined: 0 };
+        let mut a = RowAccount {
+            read: 10,
+            written: 9,
+            quarantined: 1,
+        };
+        a += RowAccount {
+            read: 5,
+            written: 5,
+            quarantined: 0,
+        };
         assert!(a.balances());
         assert_eq!(a.to_string(), "read 15 = written 14 + quarantined 1");
-        assert!(!RowAccount { read: 2, written: 1, quarantined: 0 }.balances());
+        assert!(
+            !RowAccount {
+                read: 2,
+                written: 1,
+                quarantined: 0
+            }
+            .balances()
+        );
     }
 }

@@ -35,7 +35,9 @@ pub struct LakeConfig {
 
 impl Default for LakeConfig {
     fn default() -> Self {
-        Self { root: "lake".into() }
+        Self {
+            root: "lake".into(),
+        }
     }
 }
 
@@ -60,7 +62,10 @@ pub struct IngestConfig {
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        Self { quarantine_dir: "quarantine".into(), batch_rows: 65_536 }
+        Self {
+            quarantine_dir: "quarantine".into(),
+            batch_rows: 65_536,
+        }
     }
 }
 
@@ -83,7 +88,10 @@ pub struct PipelineConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
-            month: YearMonth { year: 2024, month: 1 },
+            month: YearMonth {
+                year: 2024,
+                month: 1,
+            },
             yellow_rows: 300_000,
             green_rows: 60_000,
             zones: "seeds/taxi_zone_lookup.csv".into(),
@@ -132,17 +140,31 @@ impl Config {
             Err(source) => return Err(ConfigError::Read { path, source }),
         };
         let origin = path.display().to_string();
-        let mut table: toml::Table =
-            toml::from_str(&text).map_err(|e| ConfigError::Invalid { origin: origin.clone(), message: e.to_string() })?;
-        let overrides: BTreeMap<String, String> =
-            env.into_iter().filter(|(k, _)| k.starts_with("TRIPLINE_")).collect();
+        let mut table: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+            origin: origin.clone(),
+            message: e.to_string(),
+        })?;
+        let overrides: BTreeMap<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("TRIPLINE_"))
+            .collect();
         for (var, value) in &overrides {
             apply_override(&mut table, var, value)?;
         }
-        let config: Config = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
-            let origin = if overrides.is_empty() { origin.clone() } else { format!("{origin} (with TRIPLINE_* overrides)") };
-            ConfigError::Invalid { origin, message: e.message().to_string() }
-        })?;
+        let config: Config =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    let origin = if overrides.is_empty() {
+                        origin.clone()
+                    } else {
+                        format!("{origin} (with TRIPLINE_* overrides)")
+                    };
+                    ConfigError::Invalid {
+                        origin,
+                        message: e.message().to_string(),
+                    }
+                })?;
         Ok(config)
     }
 }
@@ -153,7 +175,10 @@ const KEYS: &[(&str, &[&str])] = &[
     ("lake", &["root"]),
     ("postgres", &["url"]),
     ("ingest", &["quarantine_dir", "batch_rows"]),
-    ("pipeline", &["month", "yellow_rows", "green_rows", "zones", "seed"]),
+    (
+        "pipeline",
+        &["month", "yellow_rows", "green_rows", "zones", "seed"],
+    ),
 ];
 
 fn apply_override(table: &mut toml::Table, var: &str, value: &str) -> Result<(), ConfigError> {
@@ -171,9 +196,14 @@ fn apply_override(table: &mut toml::Table, var: &str, value: &str) -> Result<(),
         .and_then(|mut t| t.remove("v"))
         .filter(|v| !v.is_table() && !v.is_array())
         .unwrap_or_else(|| toml::Value::String(value.to_string()));
-    let entry = table.entry(section).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    let entry = table
+        .entry(section)
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
     let toml::Value::Table(section_table) = entry else {
-        return Err(ConfigError::Invalid { origin: var.into(), message: format!("[{section}] is not a table") });
+        return Err(ConfigError::Invalid {
+            origin: var.into(),
+            message: format!("[{section}] is not a table"),
+        });
     };
     section_table.insert(key.to_string(), parsed);
     Ok(())
@@ -184,7 +214,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -198,11 +231,18 @@ mod tests {
     #[test]
     fn environment_overrides_the_file_and_keeps_types() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(CONFIG_FILE), "[lake]\nroot = \"file:///data/lake\"\n[ingest]\nbatch_rows = 10\n")
-            .unwrap();
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            "[lake]\nroot = \"file:///data/lake\"\n[ingest]\nbatch_rows = 10\n",
+        )
+        .unwrap();
         let c = Config::load(
             dir.path(),
-            env(&[("TRIPLINE_LAKE_ROOT", "s3://b/lake"), ("TRIPLINE_INGEST_BATCH_ROWS", "500"), ("TRIPLINE_TEST_X", "1")]),
+            env(&[
+                ("TRIPLINE_LAKE_ROOT", "s3://b/lake"),
+                ("TRIPLINE_INGEST_BATCH_ROWS", "500"),
+                ("TRIPLINE_TEST_X", "1"),
+            ]),
         )
         .unwrap();
         assert_eq!(c.lake.root, "s3://b/lake");
@@ -217,7 +257,9 @@ mod tests {
         assert!(e.contains("tripline.toml") && e.contains("rooot"), "{e}");
 
         std::fs::remove_file(dir.path().join(CONFIG_FILE)).unwrap();
-        let e = Config::load(dir.path(), env(&[("TRIPLINE_PIPELINE_MONTH", "2021-13")])).unwrap_err().to_string();
+        let e = Config::load(dir.path(), env(&[("TRIPLINE_PIPELINE_MONTH", "2021-13")]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("TRIPLINE_") && e.contains("2021-13"), "{e}");
     }
 }

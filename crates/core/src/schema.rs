@@ -26,7 +26,13 @@ pub enum TripKind {
 
 impl TripKind {
     /// Every kind, in the order the CLI lists them.
-    pub const ALL: [TripKind; 5] = [Self::Yellow, Self::Green, Self::Fhv, Self::Fhvhv, Self::Zones];
+    pub const ALL: [TripKind; 5] = [
+        Self::Yellow,
+        Self::Green,
+        Self::Fhv,
+        Self::Fhvhv,
+        Self::Zones,
+    ];
 
     /// The lowercase name used on the command line and in lake paths.
     pub fn name(self) -> &'static str {
@@ -52,8 +58,13 @@ impl TripKind {
 
     /// The unified Arrow schema of this kind (timestamps as microseconds, no time zone, like the TLC's Parquet).
     pub fn schema(self) -> SchemaRef {
-        static CACHE: [OnceLock<SchemaRef>; 5] =
-            [OnceLock::new(), OnceLock::new(), OnceLock::new(), OnceLock::new(), OnceLock::new()];
+        static CACHE: [OnceLock<SchemaRef>; 5] = [
+            OnceLock::new(),
+            OnceLock::new(),
+            OnceLock::new(),
+            OnceLock::new(),
+            OnceLock::new(),
+        ];
         let slot = &CACHE[self as usize];
         slot.get_or_init(|| {
             let fields: Vec<Field> = self
@@ -87,7 +98,8 @@ impl TripKind {
     pub fn find_column(self, header: &str) -> Option<usize> {
         let header = header.trim().trim_start_matches('\u{feff}');
         self.columns().iter().position(|c| {
-            c.name.eq_ignore_ascii_case(header) || c.aliases.iter().any(|a| a.eq_ignore_ascii_case(header))
+            c.name.eq_ignore_ascii_case(header)
+                || c.aliases.iter().any(|a| a.eq_ignore_ascii_case(header))
         })
     }
 }
@@ -105,7 +117,9 @@ impl FromStr for TripKind {
         Self::ALL
             .into_iter()
             .find(|k| k.name().eq_ignore_ascii_case(s))
-            .ok_or_else(|| format!("unknown kind '{s}': expected one of yellow, green, fhv, fhvhv, zones"))
+            .ok_or_else(|| {
+                format!("unknown kind '{s}': expected one of yellow, green, fhv, fhvhv, zones")
+            })
     }
 }
 
@@ -194,15 +208,33 @@ pub struct ColumnSpec {
 }
 
 const fn col(name: &'static str, ty: ColumnType) -> ColumnSpec {
-    ColumnSpec { name, ty, required: true, aliases: &[], domain: Domain::Any }
+    ColumnSpec {
+        name,
+        ty,
+        required: true,
+        aliases: &[],
+        domain: Domain::Any,
+    }
 }
 
 const fn opt(name: &'static str, ty: ColumnType) -> ColumnSpec {
-    ColumnSpec { name, ty, required: false, aliases: &[], domain: Domain::Any }
+    ColumnSpec {
+        name,
+        ty,
+        required: false,
+        aliases: &[],
+        domain: Domain::Any,
+    }
 }
 
 const fn zone(name: &'static str, required: bool) -> ColumnSpec {
-    ColumnSpec { name, ty: ColumnType::Int32, required, aliases: &[], domain: Domain::LocationId }
+    ColumnSpec {
+        name,
+        ty: ColumnType::Int32,
+        required,
+        aliases: &[],
+        domain: Domain::LocationId,
+    }
 }
 
 use ColumnType::{Float64 as F64, Int32 as I32, Int64 as I64, Timestamp as TS, Utf8 as STR};
@@ -261,7 +293,10 @@ pub static GREEN: &[ColumnSpec] = &[
 pub static FHV: &[ColumnSpec] = &[
     col("dispatching_base_num", STR),
     col("pickup_datetime", TS),
-    ColumnSpec { aliases: &["dropOff_datetime"], ..col("dropoff_datetime", TS) },
+    ColumnSpec {
+        aliases: &["dropOff_datetime"],
+        ..col("dropoff_datetime", TS)
+    },
     zone("PUlocationID", false),
     zone("DOlocationID", false),
     opt("SR_Flag", I32),
@@ -315,14 +350,20 @@ mod tests {
         let header = "VendorID,tpep_pickup_datetime,tpep_dropoff_datetime,passenger_count,trip_distance,RatecodeID,\
             store_and_fwd_flag,PULocationID,DOLocationID,payment_type,fare_amount,extra,mta_tax,tip_amount,\
             tolls_amount,improvement_surcharge,total_amount,congestion_surcharge";
-        let idx: Vec<usize> = header.split(',').map(|h| TripKind::Yellow.find_column(h).unwrap()).collect();
+        let idx: Vec<usize> = header
+            .split(',')
+            .map(|h| TripKind::Yellow.find_column(h).unwrap())
+            .collect();
         assert_eq!(idx, (0..18).collect::<Vec<_>>());
     }
 
     #[test]
     fn column_names_match_without_case_and_through_aliases() {
         assert_eq!(TripKind::Yellow.find_column("Airport_fee"), Some(18));
-        assert_eq!(TripKind::Zones.find_column("\"locationid\"".trim_matches('"')), Some(0));
+        assert_eq!(
+            TripKind::Zones.find_column("\"locationid\"".trim_matches('"')),
+            Some(0)
+        );
         assert_eq!(TripKind::Fhv.find_column("dropOff_datetime"), Some(2));
         assert_eq!(TripKind::Fhv.find_column("PULocationID"), Some(3));
         assert_eq!(TripKind::Yellow.find_column("no_such_column"), None);
@@ -342,6 +383,11 @@ mod tests {
         for kind in TripKind::ALL {
             assert_eq!(kind.name().parse::<TripKind>().unwrap(), kind);
         }
-        assert!("taxi".parse::<TripKind>().unwrap_err().contains("expected one of"));
+        assert!(
+            "taxi"
+                .parse::<TripKind>()
+                .unwrap_err()
+                .contains("expected one of")
+        );
     }
 }

@@ -39,7 +39,17 @@ impl YearMonth {
 
     /// The month after this one.
     pub fn next(self) -> Self {
-        if self.month == 12 { Self { year: self.year + 1, month: 1 } } else { Self { month: self.month + 1, ..self } }
+        if self.month == 12 {
+            Self {
+                year: self.year + 1,
+                month: 1,
+            }
+        } else {
+            Self {
+                month: self.month + 1,
+                ..self
+            }
+        }
     }
 
     /// First instant of the month, in microseconds since the epoch.
@@ -156,7 +166,12 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
         }
         Some(v)
     };
-    if b[4] != b'-' || b[7] != b'-' || !(b[10] == b' ' || b[10] == b'T') || b[13] != b':' || b[16] != b':' {
+    if b[4] != b'-'
+        || b[7] != b'-'
+        || !(b[10] == b' ' || b[10] == b'T')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let (y, mo, d) = (num(0..4)? as i32, num(5..7)?, num(8..10)?);
@@ -183,7 +198,13 @@ pub fn format_timestamp(micros: i64, out: &mut String) {
     let days = micros.div_euclid(MICROS_PER_DAY);
     let rem = micros.rem_euclid(MICROS_PER_DAY) / MICROS_PER_SECOND;
     let (y, m, d) = civil_from_days(days);
-    let _ = write!(out, "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem / 60 % 60, rem % 60);
+    let _ = write!(
+        out,
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    );
 }
 
 #[cfg(test)]
@@ -192,19 +213,37 @@ mod tests {
 
     #[test]
     fn timestamps_round_trip_through_text() {
-        for s in ["1970-01-01 00:00:00", "2021-01-01 00:30:10", "2020-02-29 23:59:59", "2024-12-31 12:00:01"] {
+        for s in [
+            "1970-01-01 00:00:00",
+            "2021-01-01 00:30:10",
+            "2020-02-29 23:59:59",
+            "2024-12-31 12:00:01",
+        ] {
             let micros = parse_timestamp(s).unwrap();
             let mut out = String::new();
             format_timestamp(micros, &mut out);
             assert_eq!(out, s);
         }
-        assert_eq!(parse_timestamp("2021-01-01 00:00:01"), Some(1_609_459_201_000_000));
-        assert_eq!(parse_timestamp("2021-01-01T00:00:01.5"), Some(1_609_459_201_500_000));
+        assert_eq!(
+            parse_timestamp("2021-01-01 00:00:01"),
+            Some(1_609_459_201_000_000)
+        );
+        assert_eq!(
+            parse_timestamp("2021-01-01T00:00:01.5"),
+            Some(1_609_459_201_500_000)
+        );
     }
 
     #[test]
     fn impossible_timestamps_are_rejected() {
-        for s in ["2021-02-29 00:00:00", "2021-13-01 00:00:00", "2021-01-01 24:00:00", "2021-01-01", "abc", ""] {
+        for s in [
+            "2021-02-29 00:00:00",
+            "2021-13-01 00:00:00",
+            "2021-01-01 24:00:00",
+            "2021-01-01",
+            "abc",
+            "",
+        ] {
             assert_eq!(parse_timestamp(s), None, "{s}");
         }
     }
@@ -212,9 +251,18 @@ mod tests {
     #[test]
     fn months_are_found_in_file_names() {
         let m = |s: &str| YearMonth::find_in(s).map(|m| m.to_string());
-        assert_eq!(m("yellow_tripdata_2021-01.csv.gz").as_deref(), Some("2021-01"));
-        assert_eq!(m("https://x/trip-data/fhv_tripdata_2019-12.parquet").as_deref(), Some("2019-12"));
-        assert_eq!(m("rides_yellow_2020-07_head265.csv").as_deref(), Some("2020-07"));
+        assert_eq!(
+            m("yellow_tripdata_2021-01.csv.gz").as_deref(),
+            Some("2021-01")
+        );
+        assert_eq!(
+            m("https://x/trip-data/fhv_tripdata_2019-12.parquet").as_deref(),
+            Some("2019-12")
+        );
+        assert_eq!(
+            m("rides_yellow_2020-07_head265.csv").as_deref(),
+            Some("2020-07")
+        );
         assert_eq!(m("taxi_zone_lookup.csv"), None);
         assert_eq!(m("data_2021-13.csv"), None);
     }

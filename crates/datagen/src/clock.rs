@@ -11,20 +11,20 @@ pub(crate) const OUTSIDE_MONTH_SHARE: f64 = 0.001;
 
 /// Relative pickups per hour on Monday to Friday.
 const WEEKDAY_HOURS: [f64; 24] = [
-    2.4, 1.5, 0.9, 0.6, 0.6, 1.0, 2.4, 4.2, 5.6, 5.2, 4.6, 4.7, 5.0, 5.1, 5.4, 5.6, 5.6, 6.4, 7.0, 6.2, 5.4, 5.2,
-    4.9, 3.8,
+    2.4, 1.5, 0.9, 0.6, 0.6, 1.0, 2.4, 4.2, 5.6, 5.2, 4.6, 4.7, 5.0, 5.1, 5.4, 5.6, 5.6, 6.4, 7.0,
+    6.2, 5.4, 5.2, 4.9, 3.8,
 ];
 /// Relative pickups per hour on Saturday and Sunday.
 const WEEKEND_HOURS: [f64; 24] = [
-    4.6, 3.9, 3.0, 2.2, 1.2, 0.8, 0.9, 1.3, 2.0, 3.0, 4.0, 4.8, 5.3, 5.5, 5.6, 5.6, 5.5, 5.6, 5.8, 5.5, 5.0, 5.0,
-    5.2, 5.0,
+    4.6, 3.9, 3.0, 2.2, 1.2, 0.8, 0.9, 1.3, 2.0, 3.0, 4.0, 4.8, 5.3, 5.5, 5.6, 5.6, 5.5, 5.6, 5.8,
+    5.5, 5.0, 5.0, 5.2, 5.0,
 ];
 /// Relative volume per weekday, Monday first.
 const WEEKDAY_VOLUME: [f64; 7] = [0.92, 1.0, 1.03, 1.08, 1.1, 1.02, 0.86];
 /// Typical street speed in miles per hour at each hour on weekdays.
 const SPEED_MPH: [f64; 24] = [
-    16.0, 17.0, 18.0, 19.0, 20.0, 19.0, 16.0, 12.0, 10.0, 10.0, 10.5, 10.5, 10.5, 10.5, 10.0, 9.5, 9.0, 8.5, 9.0,
-    10.5, 12.0, 13.0, 14.0, 15.0,
+    16.0, 17.0, 18.0, 19.0, 20.0, 19.0, 16.0, 12.0, 10.0, 10.0, 10.5, 10.5, 10.5, 10.5, 10.0, 9.5,
+    9.0, 8.5, 9.0, 10.5, 12.0, 13.0, 14.0, 15.0,
 ];
 
 /// A pickup instant and what the rest of the trip needs to know about it.
@@ -70,7 +70,11 @@ impl PickupClock {
         let first_day = days_from_civil(month.year, month.month, 1);
         let slots = Weighted::new((0..month.days() as u16).flat_map(|d| {
             let (weekday, weekend) = weekday(first_day + i64::from(d));
-            let hours = if weekend { &WEEKEND_HOURS } else { &WEEKDAY_HOURS };
+            let hours = if weekend {
+                &WEEKEND_HOURS
+            } else {
+                &WEEKDAY_HOURS
+            };
             (0..24u8).map(move |h| ((d, h), WEEKDAY_VOLUME[weekday] * hours[h as usize]))
         }));
         Self { first_day, slots }
@@ -85,7 +89,11 @@ impl PickupClock {
         };
         let second = rng.below(3600) as i64;
         let micros = day * MICROS_PER_DAY + (i64::from(hour) * 3600 + second) * MICROS_PER_SECOND;
-        Pickup { micros, hour: usize::from(hour), weekend: weekday(day).1 }
+        Pickup {
+            micros,
+            hour: usize::from(hour),
+            weekend: weekday(day).1,
+        }
     }
 }
 
@@ -101,8 +109,16 @@ mod tests {
 
     #[test]
     fn weekdays_are_counted_from_monday() {
-        assert_eq!(weekday(days_from_civil(2021, 1, 4)), (0, false), "2021-01-04 was a Monday");
-        assert_eq!(weekday(days_from_civil(2021, 1, 3)), (6, true), "2021-01-03 was a Sunday");
+        assert_eq!(
+            weekday(days_from_civil(2021, 1, 4)),
+            (0, false),
+            "2021-01-04 was a Monday"
+        );
+        assert_eq!(
+            weekday(days_from_civil(2021, 1, 3)),
+            (6, true),
+            "2021-01-03 was a Sunday"
+        );
     }
 
     #[test]
@@ -121,6 +137,9 @@ mod tests {
         }
         assert!(per_hour[4] * 4 < per_hour[18], "{per_hour:?}");
         assert!(per_hour[3] < per_hour[8]);
-        assert!(per_day.iter().all(|&n| n > 2_000), "every day has pickups: {per_day:?}");
+        assert!(
+            per_day.iter().all(|&n| n > 2_000),
+            "every day has pickups: {per_day:?}"
+        );
     }
 }

@@ -4,8 +4,8 @@ use std::fmt::Write;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, Float64Builder, Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
-    new_null_array,
+    ArrayRef, Float64Builder, Int32Builder, Int64Builder, StringBuilder,
+    TimestampMicrosecondBuilder, new_null_array,
 };
 use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
@@ -73,7 +73,8 @@ impl Columns {
             Self::Hv(c) => c.finish(),
             Self::Zones(c) => c.finish(),
         };
-        RecordBatch::try_new(kind.schema(), arrays).expect("generated columns match the kind's schema")
+        RecordBatch::try_new(kind.schema(), arrays)
+            .expect("generated columns match the kind's schema")
     }
 }
 

@@ -54,8 +54,12 @@ const TRIP_DEFECTS: &[Defect] = &[
     Defect::ZoneOutOfRange,
     Defect::FractionalInteger,
 ];
-const ZONE_DEFECTS: &[Defect] =
-    &[Defect::NotANumber, Defect::MissingField, Defect::ZoneOutOfRange, Defect::FractionalInteger];
+const ZONE_DEFECTS: &[Defect] = &[
+    Defect::NotANumber,
+    Defect::MissingField,
+    Defect::ZoneOutOfRange,
+    Defect::FractionalInteger,
+];
 
 /// Which CSV column each defect lands in, per kind.
 struct DefectColumns {
@@ -68,22 +72,49 @@ struct DefectColumns {
 fn defect_columns(kind: TripKind) -> DefectColumns {
     match kind {
         // fare_amount, pickup, PU/DO, passenger_count
-        TripKind::Yellow => DefectColumns { not_a_number: 10, timestamp: 1, zones: [7, 8], integer: 3 },
-        TripKind::Green => DefectColumns { not_a_number: 9, timestamp: 1, zones: [5, 6], integer: 7 },
+        TripKind::Yellow => DefectColumns {
+            not_a_number: 10,
+            timestamp: 1,
+            zones: [7, 8],
+            integer: 3,
+        },
+        TripKind::Green => DefectColumns {
+            not_a_number: 9,
+            timestamp: 1,
+            zones: [5, 6],
+            integer: 7,
+        },
         // no money in these files: the pickup zone gets the text; SR_Flag the fraction
-        TripKind::Fhv => DefectColumns { not_a_number: 3, timestamp: 1, zones: [3, 4], integer: 5 },
-        TripKind::Fhvhv => DefectColumns { not_a_number: 4, timestamp: 2, zones: [4, 5], integer: 6 },
-        TripKind::Zones => DefectColumns { not_a_number: 0, timestamp: 0, zones: [0, 0], integer: 0 },
+        TripKind::Fhv => DefectColumns {
+            not_a_number: 3,
+            timestamp: 1,
+            zones: [3, 4],
+            integer: 5,
+        },
+        TripKind::Fhvhv => DefectColumns {
+            not_a_number: 4,
+            timestamp: 2,
+            zones: [4, 5],
+            integer: 6,
+        },
+        TripKind::Zones => DefectColumns {
+            not_a_number: 0,
+            timestamp: 0,
+            zones: [0, 0],
+            integer: 0,
+        },
     }
 }
+
+/// Days of formatted dates kept by a [`Line`]: more than a month, so a month's file formats each date once.
+const DATE_CACHE_DAYS: usize = 64;
 
 /// One CSV line being built: its bytes and where each field starts, reused from row to row.
 pub(crate) struct Line {
     pub(crate) buf: Vec<u8>,
     starts: Vec<usize>,
-    /// The day whose `YYYY-MM-DD ` prefix is in `date`.
-    day: i64,
-    date: [u8; 11],
+    /// `YYYY-MM-DD ` prefixes of recent days, direct-mapped by day number: pickups jump between days.
+    dates: Vec<(i64, [u8; 11])>,
     scratch: String,
 }
 
@@ -92,8 +123,7 @@ impl Line {
         Self {
             buf: Vec::with_capacity(256),
             starts: Vec::with_capacity(32),
-            day: i64::MIN,
-            date: [0; 11],
+            dates: vec![(i64::MIN, [0; 11]); DATE_CACHE_DAYS],
             scratch: String::with_capacity(32),
         }
     }
@@ -247,15 +277,19 @@ impl Line {
     fn timestamp(&mut self, micros: i64) {
         self.field();
         let day = micros.div_euclid(MICROS_PER_DAY);
-        if day != self.day {
+        let slot = &mut self.dates[day.rem_euclid(DATE_CACHE_DAYS as i64) as usize];
+        if slot.0 != day {
             self.scratch.clear();
             format_timestamp(day * MICROS_PER_DAY, &mut self.scratch);
-            self.date.copy_from_slice(&self.scratch.as_bytes()[..11]);
-            self.day = day;
+            slot.1.copy_from_slice(&self.scratch.as_bytes()[..11]);
+            slot.0 = day;
         }
-        self.buf.extend_from_slice(&self.date);
+        self.buf.extend_from_slice(&slot.1);
         let secs = micros.rem_euclid(MICROS_PER_DAY) / MICROS_PER_SECOND;
-        for (i, v) in [secs / 3600, secs / 60 % 60, secs % 60].into_iter().enumerate() {
+        for (i, v) in [secs / 3600, secs / 60 % 60, secs % 60]
+            .into_iter()
+            .enumerate()
+        {
             if i > 0 {
                 self.buf.push(b':');
             }
@@ -281,13 +315,21 @@ impl Line {
     /// Drop field `k` and one comma next to it.
     fn remove(&mut self, k: usize) {
         let span = self.span(k);
-        let cut = if k + 1 < self.starts.len() { span.start..span.end + 1 } else { span.start - 1..span.end };
+        let cut = if k + 1 < self.starts.len() {
+            span.start..span.end + 1
+        } else {
+            span.start - 1..span.end
+        };
         self.buf.drain(cut);
     }
 
     /// Make this (finished) line invalid in one way drawn from `rng`.
     pub(crate) fn spoil(&mut self, kind: TripKind, rng: &mut Rng) -> Defect {
-        let defects = if kind == TripKind::Zones { ZONE_DEFECTS } else { TRIP_DEFECTS };
+        let defects = if kind == TripKind::Zones {
+            ZONE_DEFECTS
+        } else {
+            TRIP_DEFECTS
+        };
         let defect = defects[rng.below(defects.len() as u64) as usize];
         let cols = defect_columns(kind);
         match defect {

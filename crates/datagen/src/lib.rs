@@ -52,8 +52,9 @@ use flate2::write::GzEncoder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use serde::Serialize;
-use tripline_core::{Classify, ErrorDomain, TripKind, YearMonth};
+use tripline_core::{Classify, ColumnType, ErrorDomain, TripKind, YearMonth};
 
 use crate::columnar::Columns;
 use crate::csv::Line;
@@ -137,7 +138,9 @@ impl OutputFormat {
     /// The format a file name's extension asks for, if it is one of the three.
     pub fn from_path(path: &Path) -> Option<Self> {
         let name = path.file_name()?.to_str()?.to_ascii_lowercase();
-        [Self::CsvGz, Self::Csv, Self::Parquet].into_iter().find(|f| name.ends_with(&format!(".{}", f.extension())))
+        [Self::CsvGz, Self::Csv, Self::Parquet]
+            .into_iter()
+            .find(|f| name.ends_with(&format!(".{}", f.extension())))
     }
 }
 
@@ -188,7 +191,13 @@ pub struct TripGenerator {
 impl TripGenerator {
     /// A generator of `kind` rows with pickups in `month`, seed 42 and no dirty rows.
     pub fn new(kind: TripKind, month: YearMonth) -> Self {
-        Self { kind, month, seed: 42, dirty_rate: 0.0, model: TripModel::new(kind, month) }
+        Self {
+            kind,
+            month,
+            seed: 42,
+            dirty_rate: 0.0,
+            model: TripModel::new(kind, month),
+        }
     }
 
     /// Use another seed: different seeds give different data, the same seed the same bytes.
@@ -227,9 +236,15 @@ impl TripGenerator {
     /// Write `rows` rows to `path` in `format`, creating missing parent directories; returns a report.
     pub fn write(&self, rows: u64, format: OutputFormat, path: &Path) -> Result<DatagenReport> {
         if !(0.0..=1.0).contains(&self.dirty_rate) {
-            return Err(DatagenError::DirtyRate { path: path.to_owned(), rate: self.dirty_rate });
+            return Err(DatagenError::DirtyRate {
+                path: path.to_owned(),
+                rate: self.dirty_rate,
+            });
         }
-        let io = |source| DatagenError::Io { path: path.to_owned(), source };
+        let io = |source| DatagenError::Io {
+            path: path.to_owned(),
+            source,
+        };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(parent).map_err(io)?;
         }
@@ -252,13 +267,20 @@ impl TripGenerator {
             OutputFormat::Parquet => self.write_parquet(rows, file, path)?,
         };
         let bytes = fs::metadata(path).map_err(io)?.len();
-        Ok(DatagenReport { rows, dirty_rows, bytes, path: path.to_owned() })
+        Ok(DatagenReport {
+            rows,
+            dirty_rows,
+            bytes,
+            path: path.to_owned(),
+        })
     }
 
     /// The random streams of clean rows and of dirtiness, from the seed, kind and month.
     fn streams(&self) -> (u64, u64) {
         let month = (i64::from(self.month.year) * 12 + i64::from(self.month.month)) as u64;
-        let base = mix(mix(self.seed) ^ mix(0x6b69_6e64_0000 | self.kind as u64) ^ mix(month.rotate_left(32)));
+        let base = mix(mix(self.seed)
+            ^ mix(0x6b69_6e64_0000 | self.kind as u64)
+            ^ mix(month.rotate_left(32)));
         (mix(base ^ 0x636c_6561_6e), mix(base ^ 0x6469_7274_79))
     }
 
@@ -294,12 +316,25 @@ impl TripGenerator {
     }
 
     fn write_parquet(&self, rows: u64, file: File, path: &Path) -> Result<u64> {
-        let fail = |source| DatagenError::Parquet { path: path.to_owned(), source };
-        let props = WriterProperties::builder()
+        let fail = |source| DatagenError::Parquet {
+            path: path.to_owned(),
+            source,
+        };
+        let mut props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
-            .set_max_row_group_row_count(Some(PARQUET_ROW_GROUP_ROWS))
-            .build();
-        let mut writer = ArrowWriter::try_new(file, self.kind.schema(), Some(props)).map_err(fail)?;
+            .set_max_row_group_row_count(Some(PARQUET_ROW_GROUP_ROWS));
+        // Timestamps are nearly unique: a dictionary only costs time before the writer falls back to plain.
+        for column in self
+            .kind
+            .columns()
+            .iter()
+            .filter(|c| c.ty == ColumnType::Timestamp)
+        {
+            props = props.set_column_dictionary_enabled(ColumnPath::from(column.name), false);
+        }
+        let props = props.build();
+        let mut writer =
+            ArrowWriter::try_new(file, self.kind.schema(), Some(props)).map_err(fail)?;
         let mut batches = BatchIter::new(self, rows, PARQUET_BATCH_ROWS, true);
         for batch in batches.by_ref() {
             writer.write(&batch).map_err(fail)?;
@@ -351,7 +386,11 @@ impl Iterator for BatchIter<'_> {
         for i in self.next..stop {
             let mut trip = self.generator.row(clean, i);
             if let Some(mut rng) = self.dirty.then(|| self.generator.dirt(dirty, i)).flatten() {
-                let id = if rng.chance(0.2) { 0 } else { rng.int(300, 999) as i32 };
+                let id = if rng.chance(0.2) {
+                    0
+                } else {
+                    rng.int(300, 999) as i32
+                };
                 trip.set_zone(rng.chance(0.5), id);
                 self.dirty_rows += 1;
             }

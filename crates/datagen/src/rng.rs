@@ -20,7 +20,9 @@ pub(crate) struct Rng {
 impl Rng {
     /// The stream of row `row` within the stream family `stream`.
     pub(crate) fn for_row(stream: u64, row: u64) -> Self {
-        Self { state: mix(stream ^ mix(row.wrapping_add(GOLDEN))) }
+        Self {
+            state: mix(stream ^ mix(row.wrapping_add(GOLDEN))),
+        }
     }
 
     pub(crate) fn next_u64(&mut self) -> u64 {
@@ -74,7 +76,10 @@ impl<T: Copy> Weighted<T> {
                 items.push(item);
             }
         }
-        assert!(!items.is_empty(), "a weighted table needs at least one positive weight");
+        assert!(
+            !items.is_empty(),
+            "a weighted table needs at least one positive weight"
+        );
         Self { cumulative, items }
     }
 

@@ -25,7 +25,9 @@ pub(crate) struct Era {
 
 impl Era {
     fn new(month: YearMonth) -> Self {
-        Self { ordinal: ordinal(month.year, month.month) }
+        Self {
+            ordinal: ordinal(month.year, month.month),
+        }
     }
 
     fn since(self, year: i32, month: u32) -> bool {
@@ -39,7 +41,11 @@ impl Era {
 
     /// Metered fare: (initial charge, charge per 1/5 mile or per slow minute), in cents.
     fn meter(self) -> (i64, i64) {
-        if self.new_fares() { (300, 70) } else { (250, 50) }
+        if self.new_fares() {
+            (300, 70)
+        } else {
+            (250, 50)
+        }
     }
 
     /// Flat JFK - Manhattan fare, in cents.
@@ -221,11 +227,14 @@ impl Trip {
 
 /// Dispatching bases of traditional for-hire vehicles (the number after "B"), busiest first.
 const FHV_BASES: [u16; 40] = [
-    13, 14, 21, 37, 53, 111, 112, 149, 221, 254, 256, 310, 381, 445, 647, 692, 856, 900, 1051, 1087, 1145, 1231,
-    1239, 1312, 1536, 1745, 1899, 2133, 2285, 2293, 2437, 2550, 2677, 2784, 2794, 2881, 2935, 3016, 3136, 3285,
+    13, 14, 21, 37, 53, 111, 112, 149, 221, 254, 256, 310, 381, 445, 647, 692, 856, 900, 1051,
+    1087, 1145, 1231, 1239, 1312, 1536, 1745, 1899, 2133, 2285, 2293, 2437, 2550, 2677, 2784, 2794,
+    2881, 2935, 3016, 3136, 3285,
 ];
 /// Uber's dispatching bases.
-const UBER_BASES: [u16; 12] = [2764, 2765, 2869, 2870, 2871, 2872, 2875, 2876, 2877, 2879, 2883, 2887];
+const UBER_BASES: [u16; 12] = [
+    2764, 2765, 2869, 2870, 2871, 2872, 2875, 2876, 2877, 2879, 2883, 2887,
+];
 
 /// Everything that makes rows of one kind in one month; independent of the seed.
 #[derive(Debug, Clone)]
@@ -246,19 +255,35 @@ impl TripModel {
             TripKind::Green => Pattern::Green,
             _ => Pattern::ForHire,
         };
-        let fhv_bases = Weighted::new(FHV_BASES.iter().enumerate().map(|(i, &b)| (b, 1.0 / (i as f64 + 2.0))));
+        let fhv_bases = Weighted::new(
+            FHV_BASES
+                .iter()
+                .enumerate()
+                .map(|(i, &b)| (b, 1.0 / (i as f64 + 2.0))),
+        );
         let hv_licenses = Weighted::new([
             (2, if era.since(2019, 12) { 0.0 } else { 0.02 }),
             (3, 0.72),
             (4, if era.since(2022, 1) { 0.0 } else { 0.03 }),
             (5, 0.25),
         ]);
-        Self { kind, era, clock: PickupClock::new(month), zones: ZoneSampler::new(pattern), fhv_bases, hv_licenses }
+        Self {
+            kind,
+            era,
+            clock: PickupClock::new(month),
+            zones: ZoneSampler::new(pattern),
+            fhv_bases,
+            hv_licenses,
+        }
     }
 
     /// Number of rows a request for `rows` produces: the zone lookup always has 265.
     pub(crate) fn row_count(&self, rows: u64) -> u64 {
-        if self.kind == TripKind::Zones { ZONE_COUNT as u64 } else { rows }
+        if self.kind == TripKind::Zones {
+            ZONE_COUNT as u64
+        } else {
+            rows
+        }
     }
 
     /// Row `index`, drawn from `rng` (the row's own stream).
@@ -267,7 +292,10 @@ impl TripModel {
             TripKind::Yellow | TripKind::Green => Trip::Taxi(self.taxi(rng)),
             TripKind::Fhv => Trip::Fhv(self.fhv(rng)),
             TripKind::Fhvhv => Trip::Hv(self.hv(rng)),
-            TripKind::Zones => Trip::Zone(ZoneRow { index: index as usize, id: index as i32 + 1 }),
+            TripKind::Zones => Trip::Zone(ZoneRow {
+                index: index as usize,
+                id: index as i32 + 1,
+            }),
         }
     }
 
@@ -280,7 +308,11 @@ impl TripModel {
         let miles = trip_miles(pu, dz, rng);
         let distance = (miles * 100.0).round() as i64;
         let seconds = trip_seconds(&p, miles, rng);
-        let vendor = if rng.chance(if green { 0.15 } else { 0.3 }) { 1 } else { 2 };
+        let vendor = if rng.chance(if green { 0.15 } else { 0.3 }) {
+            1
+        } else {
+            2
+        };
         let nulls = era.null_pattern() && rng.chance(NULL_PATTERN_SHARE);
 
         let manhattan_jfk = (pu == JFK && to.borough == Borough::Manhattan)
@@ -319,7 +351,8 @@ impl TripModel {
             0
         };
         let congestion = (era.congestion_column() && !nulls).then(|| {
-            let charged = era.congestion_charged() && (from.in_congestion_zone() || to.in_congestion_zone());
+            let charged =
+                era.congestion_charged() && (from.in_congestion_zone() || to.in_congestion_zone());
             match (charged, green) {
                 (false, _) => 0,
                 (true, false) => 250,
@@ -329,9 +362,12 @@ impl TripModel {
         let airport_fee = if green || nulls {
             None
         } else {
-            era.yellow_airport_fee().map(|fee| if pu == JFK || pu == LGA { fee } else { 0 })
+            era.yellow_airport_fee()
+                .map(|fee| if pu == JFK || pu == LGA { fee } else { 0 })
         };
-        let cbd = era.cbd().then(|| if from.in_cbd() || to.in_cbd() { 75 } else { 0 });
+        let cbd = era
+            .cbd()
+            .then(|| if from.in_cbd() || to.in_cbd() { 75 } else { 0 });
 
         let payment = (!nulls).then(|| {
             let card = if green { 0.58 } else { 0.72 };
@@ -355,7 +391,11 @@ impl TripModel {
             + congestion.unwrap_or(0)
             + airport_fee.unwrap_or(0)
             + cbd.unwrap_or(0);
-        let tip = if tipped { (subtotal as f64 * tip_share(rng)).round() as i64 } else { 0 };
+        let tip = if tipped {
+            (subtotal as f64 * tip_share(rng)).round() as i64
+        } else {
+            0
+        };
         let total = subtotal + tip + tolls;
 
         let passengers = (!nulls).then(|| {
@@ -374,7 +414,13 @@ impl TripModel {
             }
         });
         let store_and_fwd = (!nulls).then(|| rng.chance(0.005));
-        let trip_type = (green && !nulls).then(|| if rate_code == 5 || rng.chance(0.02) { 2 } else { 1 });
+        let trip_type = (green && !nulls).then(|| {
+            if rate_code == 5 || rng.chance(0.02) {
+                2
+            } else {
+                1
+            }
+        });
         TaxiTrip {
             vendor,
             pickup: p.micros,
@@ -440,20 +486,36 @@ impl TripModel {
         let response = rng.int(60, 600) * MICROS_PER_SECOND;
         let on_scene = p.micros - wait;
 
-        let surge = if rng.chance(0.75) { 1.0 } else { rng.uniform(1.1, 1.8) };
+        let surge = if rng.chance(0.75) {
+            1.0
+        } else {
+            rng.uniform(1.1, 1.8)
+        };
         let metered = 255.0 + 135.0 * miles + 40.0 * trip_time as f64 / 60.0;
         let base_fare = ((metered * surge).round() as i64).max(800);
-        let crosses_water = from.borough != to.borough && ![from.area, to.area].contains(&Area::Unknown);
-        let tolls = if crosses_water && rng.chance(0.15) { era.toll() } else { 0 };
+        let crosses_water =
+            from.borough != to.borough && ![from.area, to.area].contains(&Area::Unknown);
+        let tolls = if crosses_water && rng.chance(0.15) {
+            era.toll()
+        } else {
+            0
+        };
         let bcf = (base_fare as f64 * 0.025).round() as i64;
         let sales_tax = (base_fare as f64 * 0.08875).round() as i64;
         let congestion = era.congestion_column().then(|| {
-            let charged = era.congestion_charged() && (from.in_congestion_zone() || to.in_congestion_zone());
+            let charged =
+                era.congestion_charged() && (from.in_congestion_zone() || to.in_congestion_zone());
             if charged { 275 } else { 0 }
         });
         let at_airport = [from.area, to.area].contains(&Area::Airport);
-        let airport_fee = era.hv_airport_fee().map(|fee| if at_airport { fee } else { 0 });
-        let tips = if rng.chance(0.15) { rng.int(1, 8) * 100 } else { 0 };
+        let airport_fee = era
+            .hv_airport_fee()
+            .map(|fee| if at_airport { fee } else { 0 });
+        let tips = if rng.chance(0.15) {
+            rng.int(1, 8) * 100
+        } else {
+            0
+        };
         let driver_pay = ((base_fare as f64 * rng.uniform(0.65, 0.85)).round() as i64).max(0);
         let shared_request = rng.chance(if era.since(2020, 4) { 0.01 } else { 0.05 });
         let wav_request = rng.chance(0.003);
@@ -483,7 +545,9 @@ impl TripModel {
             wav_request,
             wav_match: wav_request || rng.chance(0.05),
             sr_flag: shared_request.then_some(1),
-            cbd: era.cbd().then(|| if from.in_cbd() || to.in_cbd() { 150 } else { 0 }),
+            cbd: era
+                .cbd()
+                .then(|| if from.in_cbd() || to.in_cbd() { 150 } else { 0 }),
         }
     }
 }

@@ -23,18 +23,25 @@ KKKQQQMKQQQXXQMQSQSQXMKMXXSQQKQQXSKQMKQKKMMMMMMXMMMMXXXMMSMXXMXSQQXKKKQXQMMMUU";
 
 /// Manhattan below Canal/Houston-ish and the harbour islands.
 const DOWNTOWN: &[i32] = &[
-    4, 12, 13, 45, 79, 87, 88, 103, 104, 105, 113, 114, 125, 144, 148, 158, 209, 211, 231, 232, 249, 261,
+    4, 12, 13, 45, 79, 87, 88, 103, 104, 105, 113, 114, 125, 144, 148, 158, 209, 211, 231, 232,
+    249, 261,
 ];
 /// Manhattan from 14th to 59th street (with downtown: the congestion-pricing zone).
 const MIDTOWN: &[i32] = &[
     48, 50, 68, 90, 100, 107, 137, 161, 162, 163, 164, 170, 186, 224, 229, 230, 233, 234, 246,
 ];
 /// Manhattan from 59th to 110th street, and Roosevelt Island.
-const UPTOWN: &[i32] = &[24, 43, 140, 141, 142, 143, 151, 202, 236, 237, 238, 239, 262, 263];
+const UPTOWN: &[i32] = &[
+    24, 43, 140, 141, 142, 143, 151, 202, 236, 237, 238, 239, 262, 263,
+];
 /// Manhattan above 110th street (East Harlem from 96th) and Randalls Island: where green cabs may pick up.
-const NORTH: &[i32] = &[41, 42, 74, 75, 116, 120, 127, 128, 152, 153, 166, 194, 243, 244];
+const NORTH: &[i32] = &[
+    41, 42, 74, 75, 116, 120, 127, 128, 152, 153, 166, 194, 243, 244,
+];
 /// Zones of Manhattan outside the yellow zone ("Boro Zone" in the lookup); Randalls Island counts as yellow.
-const MANHATTAN_BORO_ZONE: &[i32] = &[41, 42, 74, 75, 116, 120, 127, 128, 152, 153, 166, 202, 243, 244];
+const MANHATTAN_BORO_ZONE: &[i32] = &[
+    41, 42, 74, 75, 116, 120, 127, 128, 152, 153, 166, 202, 243, 244,
+];
 
 /// The busiest yellow-cab pickup zones.
 const YELLOW_HOT: &[i32] = &[
@@ -42,8 +49,8 @@ const YELLOW_HOT: &[i32] = &[
 ];
 /// Busy outer-borough neighbourhoods (green cabs and for-hire vehicles).
 const OUTER_HOT: &[i32] = &[
-    7, 82, 129, 95, 260, 223, 226, 196, 92, 130, 255, 256, 97, 65, 66, 181, 25, 33, 61, 189, 17, 247, 168, 69,
-    159, 119, 235, 76, 39, 188,
+    7, 82, 129, 95, 260, 223, 226, 196, 92, 130, 255, 256, 97, 65, 66, 181, 25, 33, 61, 189, 17,
+    247, 168, 69, 159, 119, 235, 76, 39, 188,
 ];
 
 /// A borough as the TLC lookup spells it.
@@ -153,7 +160,8 @@ fn build_zone(id: i32) -> Zone {
         Area::Outer
     };
     let (jx, jy) = (jitter(id, 1), jitter(id, 2));
-    let box_at = |cx: f64, cy: f64, half: f64| (cx + (jx * 2.0 - 1.0) * half, cy + (jy * 2.0 - 1.0) * half);
+    let box_at =
+        |cx: f64, cy: f64, half: f64| (cx + (jx * 2.0 - 1.0) * half, cy + (jy * 2.0 - 1.0) * half);
     let pos = match (id, area, borough) {
         (EWR, ..) => (-10.0, -5.0),
         (JFK, ..) => (11.0, -7.0),
@@ -174,27 +182,41 @@ fn build_zone(id: i32) -> Zone {
         (LGA, _) => ("LaGuardia Airport".to_owned(), "Airports"),
         (264, _) => ("NV".to_owned(), "N/A"),
         (265, _) => ("Outside of NYC".to_owned(), "N/A"),
-        (_, Borough::Manhattan) if !MANHATTAN_BORO_ZONE.contains(&id) => (zone_name(id), "Yellow Zone"),
+        (_, Borough::Manhattan) if !MANHATTAN_BORO_ZONE.contains(&id) => {
+            (zone_name(id), "Yellow Zone")
+        }
         _ => (zone_name(id), "Boro Zone"),
     };
-    Zone { id, borough, area, name, service_zone, pos }
+    Zone {
+        id,
+        borough,
+        area,
+        name,
+        service_zone,
+        pos,
+    }
 }
 
 /// A made-up but unique zone name: one of 32 roots times 16 endings, picked by a bijection of the ID; every
 /// seventh zone joins two names with a slash, like the real "Bloomfield/Emerson Hill".
 fn zone_name(id: i32) -> String {
     const ROOTS: [&str; 32] = [
-        "Elm", "Oak", "Cedar", "Maple", "Willow", "Harbor", "River", "Meadow", "Garden", "Pine", "Hudson",
-        "Liberty", "Union", "Chester", "Brook", "Stone", "Spring", "Ridge", "Lake", "Mill", "Grove", "Haven",
-        "Clinton", "Franklin", "Madison", "Irving", "Lenox", "Morris", "Carroll", "Warren", "Fulton", "Bayard",
+        "Elm", "Oak", "Cedar", "Maple", "Willow", "Harbor", "River", "Meadow", "Garden", "Pine",
+        "Hudson", "Liberty", "Union", "Chester", "Brook", "Stone", "Spring", "Ridge", "Lake",
+        "Mill", "Grove", "Haven", "Clinton", "Franklin", "Madison", "Irving", "Lenox", "Morris",
+        "Carroll", "Warren", "Fulton", "Bayard",
     ];
     const ENDINGS: [&str; 16] = [
-        "Heights", "Park", "Village", "Hill", "Point", "Square", "Gardens", "Beach", "Terrace", "Yards", "Flats",
-        "Commons", "Landing", "Slope", "Manor", "Hollow",
+        "Heights", "Park", "Village", "Hill", "Point", "Square", "Gardens", "Beach", "Terrace",
+        "Yards", "Flats", "Commons", "Landing", "Slope", "Manor", "Hollow",
     ];
     let combos = (ROOTS.len() * ENDINGS.len()) as i64;
     let k = (i64::from(id) * 97 + 13).rem_euclid(combos) as usize;
-    let mut name = format!("{} {}", ROOTS[k / ENDINGS.len()], ENDINGS[k % ENDINGS.len()]);
+    let mut name = format!(
+        "{} {}",
+        ROOTS[k / ENDINGS.len()],
+        ENDINGS[k % ENDINGS.len()]
+    );
     if id % 7 == 3 {
         name.push('/');
         name.push_str(ROOTS[(k + 5) % ROOTS.len()]);
@@ -224,7 +246,11 @@ pub(crate) struct ZoneSampler {
 impl ZoneSampler {
     pub(crate) fn new(pattern: Pattern) -> Self {
         let table = |f: &dyn Fn(&Zone) -> f64| {
-            Weighted::new(zones().iter().map(|z| (z.id, f(z) * (0.6 + 0.8 * jitter(z.id, 3)))))
+            Weighted::new(
+                zones()
+                    .iter()
+                    .map(|z| (z.id, f(z) * (0.6 + 0.8 * jitter(z.id, 3)))),
+            )
         };
         let pickup = table(&|z| pickup_weight(pattern, z));
         let dropoff = table(&|z| dropoff_weight(pattern, z));
@@ -328,18 +354,36 @@ mod tests {
 
     #[test]
     fn every_listed_manhattan_zone_is_in_manhattan() {
-        for &id in DOWNTOWN.iter().chain(MIDTOWN).chain(UPTOWN).chain(NORTH).chain(YELLOW_HOT) {
+        for &id in DOWNTOWN
+            .iter()
+            .chain(MIDTOWN)
+            .chain(UPTOWN)
+            .chain(NORTH)
+            .chain(YELLOW_HOT)
+        {
             assert_eq!(zone(id).borough, Borough::Manhattan, "zone {id}");
         }
         let manhattan = zones().iter().filter(|z| z.borough == Borough::Manhattan);
-        assert!(manhattan.clone().all(|z| z.area != Area::Outer), "every Manhattan zone has an area");
-        assert_eq!(manhattan.filter(|z| z.service_zone == "Yellow Zone").count(), 55);
+        assert!(
+            manhattan.clone().all(|z| z.area != Area::Outer),
+            "every Manhattan zone has an area"
+        );
+        assert_eq!(
+            manhattan
+                .filter(|z| z.service_zone == "Yellow Zone")
+                .count(),
+            55
+        );
     }
 
     #[test]
     fn zone_names_are_unique_and_csv_safe() {
         let mut names: Vec<&str> = zones().iter().map(|z| z.name.as_str()).collect();
-        assert!(names.iter().all(|n| !n.contains(',') && !n.contains('"') && !n.is_empty()));
+        assert!(
+            names
+                .iter()
+                .all(|n| !n.contains(',') && !n.contains('"') && !n.is_empty())
+        );
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), 265);
@@ -349,8 +393,12 @@ mod tests {
     fn green_cabs_rarely_pick_up_in_the_yellow_zone() {
         let sampler = ZoneSampler::new(Pattern::Green);
         let mut rng = Rng::for_row(5, 5);
-        let yellow_zone =
-            (0..20_000).filter(|_| zone(sampler.pair(&mut rng).0).service_zone == "Yellow Zone").count();
-        assert!(yellow_zone < 400, "{yellow_zone} of 20000 green pickups in the yellow zone");
+        let yellow_zone = (0..20_000)
+            .filter(|_| zone(sampler.pair(&mut rng).0).service_zone == "Yellow Zone")
+            .count();
+        assert!(
+            yellow_zone < 400,
+            "{yellow_zone} of 20000 green pickups in the yellow zone"
+        );
     }
 }

@@ -59,14 +59,19 @@ pub enum IngestError {
 impl IngestError {
     /// A content error in a source.
     pub fn bad(source_name: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::BadSource { source_name: source_name.into(), message: message.into() }
+        Self::BadSource {
+            source_name: source_name.into(),
+            message: message.into(),
+        }
     }
 }
 
 impl Classify for IngestError {
     fn domain(&self) -> ErrorDomain {
         match self {
-            Self::BadSource { .. } | Self::NoMatch(_) | Self::Unsupported(_) | Self::Usage(_) => ErrorDomain::User,
+            Self::BadSource { .. } | Self::NoMatch(_) | Self::Unsupported(_) | Self::Usage(_) => {
+                ErrorDomain::User
+            }
             Self::Fetch { user: true, .. } => ErrorDomain::User,
             Self::Fetch { user: false, .. } | Self::Quarantine { .. } => ErrorDomain::External,
             Self::Lake(e) => e.domain(),

@@ -123,8 +123,13 @@ impl Ingest {
     /// Load every source into `sink`, each in its own commit. A failed source is reported and the others go on.
     pub async fn run<S: Sink>(&self, sources: &[SourceLocation], sink: &mut S) -> IngestReport {
         let start = Instant::now();
-        let mut report =
-            IngestReport { kind: self.kind, sources: Vec::new(), total: RowAccount::default(), failed: 0, seconds: 0.0 };
+        let mut report = IngestReport {
+            kind: self.kind,
+            sources: Vec::new(),
+            total: RowAccount::default(),
+            failed: 0,
+            seconds: 0.0,
+        };
         for location in sources {
             let source_start = Instant::now();
             let mut entry = SourceReport {
@@ -156,12 +161,22 @@ impl Ingest {
         report
     }
 
-    async fn load_one<S: Sink>(&self, location: &SourceLocation, sink: &mut S, entry: &mut SourceReport) -> Result<()> {
+    async fn load_one<S: Sink>(
+        &self,
+        location: &SourceLocation,
+        sink: &mut S,
+        entry: &mut SourceReport,
+    ) -> Result<()> {
         let kind = self.kind;
-        let month = if kind.is_trips() { self.month.or_else(|| YearMonth::find_in(&location.name)) } else { None };
+        let month = if kind.is_trips() {
+            self.month.or_else(|| YearMonth::find_in(&location.name))
+        } else {
+            None
+        };
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(4);
         let reader = {
-            let (location, progress, batch_rows) = (location.clone(), self.progress.clone(), self.batch_rows);
+            let (location, progress, batch_rows) =
+                (location.clone(), self.progress.clone(), self.batch_rows);
             tokio::task::spawn_blocking(move || -> Result<ReaderEnd> {
                 let mut reader = source::open(&location, kind, batch_rows, progress)?;
                 if tx.blocking_send(Message::Opened(reader.format())).is_err() {
@@ -172,22 +187,38 @@ impl Ingest {
                         return Err(IngestError::Usage("load cancelled".into()));
                     }
                 }
-                Ok(ReaderEnd { drift: reader.drift().to_vec(), hash: reader.content_hash() })
+                Ok(ReaderEnd {
+                    drift: reader.drift().to_vec(),
+                    hash: reader.content_hash(),
+                })
             })
         };
         // The target is touched only once the source has opened and its header is known to be right.
         let format = match rx.recv().await {
             Some(Message::Opened(format)) => format,
-            _ => return Err(join(reader).await.err().unwrap_or_else(|| IngestError::Usage("empty reader".into()))),
+            _ => {
+                return Err(join(reader)
+                    .await
+                    .err()
+                    .unwrap_or_else(|| IngestError::Usage("empty reader".into())));
+            }
         };
         entry.format = Some(format);
-        let mut load = sink.begin(&LoadSource { name: location.name.clone(), kind, month }).await?;
+        let mut load = sink
+            .begin(&LoadSource {
+                name: location.name.clone(),
+                kind,
+                month,
+            })
+            .await?;
         let mut quarantine = QuarantineFile::new(&self.quarantine_dir, kind, &location.name);
         let mut account = RowAccount::default();
         let mut outside = 0u64;
         let mut failure: Option<IngestError> = None;
         while let Some(message) = rx.recv().await {
-            let Message::Batch(parsed) = message else { continue };
+            let Message::Batch(parsed) = message else {
+                continue;
+            };
             let rows = parsed.batch.num_rows() as u64;
             let bad = parsed.quarantined.len() as u64;
             account.read += rows + bad;
@@ -217,7 +248,12 @@ impl Ingest {
             (None, Ok(end)) => end,
         };
         debug_assert!(account.balances());
-        let committed = load.commit(&LoadSummary { account, content_hash: end.hash }).await;
+        let committed = load
+            .commit(&LoadSummary {
+                account,
+                content_hash: end.hash,
+            })
+            .await;
         let committed = match committed {
             Ok(c) => c,
             Err(e) => {
@@ -243,7 +279,12 @@ async fn join(handle: tokio::task::JoinHandle<Result<ReaderEnd>>) -> Result<Read
 }
 
 fn count_outside(parsed: &ParsedBatch, pickup: usize, month: YearMonth) -> u64 {
-    let Some(ts) = parsed.batch.column(pickup).as_any().downcast_ref::<TimestampMicrosecondArray>() else {
+    let Some(ts) = parsed
+        .batch
+        .column(pickup)
+        .as_any()
+        .downcast_ref::<TimestampMicrosecondArray>()
+    else {
         return 0;
     };
     let (lo, hi) = (month.start_micros(), month.end_micros());

@@ -21,7 +21,8 @@ impl Progress {
     /// A new source starts: reset bytes, remember its name and size when known.
     pub fn start_source(&self, name: &str, total_bytes: Option<u64>) {
         self.bytes.store(0, Ordering::Relaxed);
-        self.total_bytes.store(total_bytes.unwrap_or(0), Ordering::Relaxed);
+        self.total_bytes
+            .store(total_bytes.unwrap_or(0), Ordering::Relaxed);
         *self.source.lock().expect("progress lock") = name.to_string();
     }
 

@@ -24,7 +24,13 @@ impl QuarantineFile {
     pub fn new(dir: &Path, kind: TripKind, source: &str) -> Self {
         let path = dir.join(kind.name()).join(format!("{source}.csv"));
         let partial = path.with_extension(format!("csv.{}.partial", std::process::id()));
-        Self { path, partial, source: source.to_string(), writer: None, rows: 0 }
+        Self {
+            path,
+            partial,
+            source: source.to_string(),
+            writer: None,
+            rows: 0,
+        }
     }
 
     /// Where the file is (once committed).
@@ -42,11 +48,15 @@ impl QuarantineFile {
         if rows.is_empty() {
             return Ok(());
         }
-        let err = |source| IngestError::Quarantine { path: self.partial.display().to_string(), source };
+        let err = |source| IngestError::Quarantine {
+            path: self.partial.display().to_string(),
+            source,
+        };
         if self.writer.is_none() {
             std::fs::create_dir_all(self.partial.parent().expect("has a parent")).map_err(err)?;
             let mut w = BufWriter::new(File::create(&self.partial).map_err(err)?);
-            w.write_all(b"source,line,column,value,reason,record\n").map_err(err)?;
+            w.write_all(b"source,line,column,value,reason,record\n")
+                .map_err(err)?;
             self.writer = Some(w);
         }
         let w = self.writer.as_mut().expect("created above");
@@ -61,7 +71,10 @@ impl QuarantineFile {
                 csv_field(&row.record)
             );
             w.write_all(line.as_bytes())
-                .map_err(|source| IngestError::Quarantine { path: self.partial.display().to_string(), source })?;
+                .map_err(|source| IngestError::Quarantine {
+                    path: self.partial.display().to_string(),
+                    source,
+                })?;
         }
         self.rows += rows.len() as u64;
         Ok(())
@@ -81,7 +94,9 @@ impl QuarantineFile {
             }
             None => {
                 match std::fs::remove_file(&self.path) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(err(&self.path)(e)),
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(err(&self.path)(e));
+                    }
                     _ => {}
                 }
                 Ok(None)
@@ -97,5 +112,9 @@ impl QuarantineFile {
 }
 
 fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
 }

@@ -47,7 +47,9 @@ pub enum LakeError {
         source: object_store::Error,
     },
     /// The local disk is full.
-    #[error("disk full while writing {location}: free some space and re-run (nothing was committed)")]
+    #[error(
+        "disk full while writing {location}: free some space and re-run (nothing was committed)"
+    )]
     DiskFull {
         /// The full location.
         location: String,
@@ -88,36 +90,66 @@ impl Lake {
     /// a path, taken relative to `base_dir`. S3 and GCS credentials come from the usual environment variables
     /// (`AWS_*`, `GOOGLE_*`), never from the project files.
     pub fn open(root: &str, base_dir: &Path) -> Result<Self> {
-        let bad = |message: String| LakeError::Root { root: root.to_string(), message };
+        let bad = |message: String| LakeError::Root {
+            root: root.to_string(),
+            message,
+        };
         let url = if root.contains("://") {
             Url::parse(root).map_err(|e| bad(e.to_string()))?
         } else {
             let path = base_dir.join(root);
-            std::fs::create_dir_all(&path).map_err(|e| bad(format!("cannot create {}: {e}", path.display())))?;
+            std::fs::create_dir_all(&path)
+                .map_err(|e| bad(format!("cannot create {}: {e}", path.display())))?;
             let path = path.canonicalize().map_err(|e| bad(e.to_string()))?;
             Url::from_directory_path(&path).map_err(|()| bad("not an absolute path".into()))?
         };
         let (store, local_root): (Arc<dyn ObjectStore>, _) = match url.scheme() {
             "file" => {
-                let path = url.to_file_path().map_err(|()| bad("not a local path".into()))?;
-                std::fs::create_dir_all(&path).map_err(|e| bad(format!("cannot create {}: {e}", path.display())))?;
+                let path = url
+                    .to_file_path()
+                    .map_err(|()| bad("not a local path".into()))?;
+                std::fs::create_dir_all(&path)
+                    .map_err(|e| bad(format!("cannot create {}: {e}", path.display())))?;
                 let fs = LocalFileSystem::new_with_prefix(&path).map_err(|e| bad(e.to_string()))?;
                 (Arc::new(fs), Some(path))
             }
             "s3" | "s3a" => {
-                let s3 = AmazonS3Builder::from_env().with_url(url.as_str()).build().map_err(|e| bad(e.to_string()))?;
-                (Arc::new(object_store::prefix::PrefixStore::new(s3, url.path().trim_matches('/'))), None)
+                let s3 = AmazonS3Builder::from_env()
+                    .with_url(url.as_str())
+                    .build()
+                    .map_err(|e| bad(e.to_string()))?;
+                (
+                    Arc::new(object_store::prefix::PrefixStore::new(
+                        s3,
+                        url.path().trim_matches('/'),
+                    )),
+                    None,
+                )
             }
             "gs" => {
                 let gcs = GoogleCloudStorageBuilder::from_env()
                     .with_url(url.as_str())
                     .build()
                     .map_err(|e| bad(e.to_string()))?;
-                (Arc::new(object_store::prefix::PrefixStore::new(gcs, url.path().trim_matches('/'))), None)
+                (
+                    Arc::new(object_store::prefix::PrefixStore::new(
+                        gcs,
+                        url.path().trim_matches('/'),
+                    )),
+                    None,
+                )
             }
-            other => return Err(bad(format!("unsupported scheme '{other}': use file://, s3:// or gs://"))),
+            other => {
+                return Err(bad(format!(
+                    "unsupported scheme '{other}': use file://, s3:// or gs://"
+                )));
+            }
         };
-        Ok(Self { store, url, local_root })
+        Ok(Self {
+            store,
+            url,
+            local_root,
+        })
     }
 
     /// The object store, rooted at the lake root.
@@ -144,25 +176,47 @@ impl Lake {
     }
 
     /// Start writing a Parquet file that becomes visible at `path` only when committed.
-    pub async fn stage_parquet(&self, path: ObjectPath, schema: SchemaRef) -> Result<StagedParquet> {
+    pub async fn stage_parquet(
+        &self,
+        path: ObjectPath,
+        schema: SchemaRef,
+    ) -> Result<StagedParquet> {
         self.clean_stale_staging(&path).await?;
         let staging = staging_path(&path, std::process::id());
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .set_max_row_group_row_count(Some(131_072))
             .build();
-        let writer = AsyncArrowWriter::try_new(BufWriter::new(self.store.clone(), staging.clone()), schema, Some(props))
-            .map_err(|source| LakeError::Parquet { location: self.display(&staging), source })?;
-        Ok(StagedParquet { lake: self.clone(), final_path: path, staging, writer: Some(writer) })
+        let writer = AsyncArrowWriter::try_new(
+            BufWriter::new(self.store.clone(), staging.clone()),
+            schema,
+            Some(props),
+        )
+        .map_err(|source| LakeError::Parquet {
+            location: self.display(&staging),
+            source,
+        })?;
+        Ok(StagedParquet {
+            lake: self.clone(),
+            final_path: path,
+            staging,
+            writer: Some(writer),
+        })
     }
 
     /// Remove staging files a killed load of the same target left behind.
     async fn clean_stale_staging(&self, path: &ObjectPath) -> Result<()> {
-        let Some(name) = path.filename() else { return Ok(()) };
+        let Some(name) = path.filename() else {
+            return Ok(());
+        };
         let prefix = format!(".{name}.");
         if let Some(root) = &self.local_root {
             // Local multipart uploads stage under names the object store does not list: clean the directory itself.
-            let dir = root.join(path.as_ref()).parent().map(Path::to_path_buf).unwrap_or_else(|| root.clone());
+            let dir = root
+                .join(path.as_ref())
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| root.clone());
             if let Ok(entries) = std::fs::read_dir(&dir) {
                 for entry in entries.flatten() {
                     if entry.file_name().to_string_lossy().starts_with(&prefix) {
@@ -172,16 +226,28 @@ impl Lake {
             }
             return Ok(());
         }
-        let parent: ObjectPath = path.parts().take(path.parts().count().saturating_sub(1)).collect();
+        let parent: ObjectPath = path
+            .parts()
+            .take(path.parts().count().saturating_sub(1))
+            .collect();
         let stale: Vec<_> = self
             .store
             .list(Some(&parent))
-            .try_filter(|m| futures::future::ready(m.location.filename().is_some_and(|f| f.starts_with(&prefix))))
+            .try_filter(|m| {
+                futures::future::ready(
+                    m.location
+                        .filename()
+                        .is_some_and(|f| f.starts_with(&prefix)),
+                )
+            })
             .try_collect()
             .await
             .map_err(|source| self.store_error("listing", &parent, source))?;
         for meta in stale {
-            self.store.delete(&meta.location).await.map_err(|source| self.store_error("deleting", &meta.location, source))?;
+            self.store
+                .delete(&meta.location)
+                .await
+                .map_err(|source| self.store_error("deleting", &meta.location, source))?;
         }
         Ok(())
     }
@@ -197,10 +263,16 @@ impl Lake {
     }
 
     /// Read a JSON document written by [`Lake::put_json`]; `None` when it does not exist.
-    pub async fn get_json<T: for<'de> Deserialize<'de>>(&self, path: &ObjectPath) -> Result<Option<T>> {
+    pub async fn get_json<T: for<'de> Deserialize<'de>>(
+        &self,
+        path: &ObjectPath,
+    ) -> Result<Option<T>> {
         match self.store.get(path).await {
             Ok(r) => {
-                let bytes = r.bytes().await.map_err(|source| self.store_error("reading", path, source))?;
+                let bytes = r
+                    .bytes()
+                    .await
+                    .map_err(|source| self.store_error("reading", path, source))?;
                 Ok(serde_json::from_slice(&bytes).ok())
             }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -214,7 +286,10 @@ impl Lake {
             .store
             .list(Some(prefix))
             .try_filter_map(|m| {
-                let keep = m.location.filename().is_some_and(|f| f.ends_with(".parquet") && !f.starts_with('.'));
+                let keep = m
+                    .location
+                    .filename()
+                    .is_some_and(|f| f.ends_with(".parquet") && !f.starts_with('.'));
                 futures::future::ready(Ok(keep.then_some((m.location, m.size))))
             })
             .try_collect()
@@ -224,12 +299,21 @@ impl Lake {
         Ok(files)
     }
 
-    fn store_error(&self, action: &'static str, path: &ObjectPath, source: object_store::Error) -> LakeError {
+    fn store_error(
+        &self,
+        action: &'static str,
+        path: &ObjectPath,
+        source: object_store::Error,
+    ) -> LakeError {
         let location = self.display(path);
         if is_disk_full(&source) {
             LakeError::DiskFull { location }
         } else {
-            LakeError::Store { action, location, source }
+            LakeError::Store {
+                action,
+                location,
+                source,
+            }
         }
     }
 }
@@ -252,9 +336,14 @@ fn is_disk_full(e: &(dyn std::error::Error + 'static)) -> bool {
 
 fn staging_path(path: &ObjectPath, pid: u32) -> ObjectPath {
     let name = path.filename().unwrap_or("file");
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
     let staged = format!(".{name}.{pid}-{nanos}.partial");
-    let parent: ObjectPath = path.parts().take(path.parts().count().saturating_sub(1)).collect();
+    let parent: ObjectPath = path
+        .parts()
+        .take(path.parts().count().saturating_sub(1))
+        .collect();
     parent.join(staged.as_str())
 }
 
@@ -270,7 +359,10 @@ impl StagedParquet {
     /// Append a batch.
     pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         let writer = self.writer.as_mut().expect("not yet committed");
-        writer.write(batch).await.map_err(|source| self.parquet_error(source))
+        writer
+            .write(batch)
+            .await
+            .map_err(|source| self.parquet_error(source))
     }
 
     /// Finish the file and move it into place atomically; returns the committed path and its size in bytes.
@@ -283,7 +375,9 @@ impl StagedParquet {
         }
         let store = self.lake.store.clone();
         if let Err(source) = store.rename(&self.staging, &self.final_path).await {
-            let err = self.lake.store_error("committing", &self.final_path, source);
+            let err = self
+                .lake
+                .store_error("committing", &self.final_path, source);
             self.abort().await;
             return Err(err);
         }
@@ -292,7 +386,11 @@ impl StagedParquet {
             .await
             .map_err(|source| self.lake.store_error("checking", &self.final_path, source))?
             .size;
-        Ok(CommittedFile { location: self.lake.display(&self.final_path), path: self.final_path.clone(), bytes })
+        Ok(CommittedFile {
+            location: self.lake.display(&self.final_path),
+            path: self.final_path.clone(),
+            bytes,
+        })
     }
 
     /// Drop the staged file; the target keeps what it had.
@@ -306,7 +404,11 @@ impl StagedParquet {
 
     fn parquet_error(&self, source: parquet::errors::ParquetError) -> LakeError {
         let location = self.lake.display(&self.staging);
-        if is_disk_full(&source) { LakeError::DiskFull { location } } else { LakeError::Parquet { location, source } }
+        if is_disk_full(&source) {
+            LakeError::DiskFull { location }
+        } else {
+            LakeError::Parquet { location, source }
+        }
     }
 }
 
@@ -333,9 +435,9 @@ fn ser_path<S: serde::Serializer>(p: &ObjectPath, s: S) -> std::result::Result<S
 pub fn raw_dir(kind: TripKind, month: Option<YearMonth>) -> ObjectPath {
     let base = ObjectPath::from_iter(["raw", kind.name()]);
     match month {
-        Some(m) if kind.is_trips() => {
-            base.join(format!("year={:04}", m.year).as_str()).join(format!("month={:02}", m.month).as_str())
-        }
+        Some(m) if kind.is_trips() => base
+            .join(format!("year={:04}", m.year).as_str())
+            .join(format!("month={:02}", m.month).as_str()),
         _ => base,
     }
 }
@@ -359,7 +461,12 @@ pub struct LoadRecord {
 
 /// Where the load record of a committed file lives.
 pub fn load_record_path(kind: TripKind, file_name: &str) -> ObjectPath {
-    ObjectPath::from_iter(["_tripline", "loads", kind.name(), &format!("{file_name}.json")])
+    ObjectPath::from_iter([
+        "_tripline",
+        "loads",
+        kind.name(),
+        &format!("{file_name}.json"),
+    ])
 }
 
 #[cfg(test)]
@@ -376,7 +483,10 @@ mod tests {
     #[test]
     fn partition_directories_are_zero_padded_hive_style() {
         let m = YearMonth::new(2021, 3).unwrap();
-        assert_eq!(raw_dir(TripKind::Yellow, Some(m)).as_ref(), "raw/yellow/year=2021/month=03");
+        assert_eq!(
+            raw_dir(TripKind::Yellow, Some(m)).as_ref(),
+            "raw/yellow/year=2021/month=03"
+        );
         assert_eq!(raw_dir(TripKind::Zones, Some(m)).as_ref(), "raw/zones");
     }
 
@@ -387,13 +497,26 @@ mod tests {
         let path = raw_dir(TripKind::Yellow, YearMonth::new(2021, 1)).join("f.parquet");
         let dir_prefix = raw_dir(TripKind::Yellow, None);
 
-        let mut staged = lake.stage_parquet(path.clone(), batch(&[1]).schema()).await.unwrap();
+        let mut staged = lake
+            .stage_parquet(path.clone(), batch(&[1]).schema())
+            .await
+            .unwrap();
         staged.write(&batch(&[1, 2, 3])).await.unwrap();
-        assert!(lake.list_parquet(&dir_prefix).await.unwrap().is_empty(), "visible before commit");
+        assert!(
+            lake.list_parquet(&dir_prefix).await.unwrap().is_empty(),
+            "visible before commit"
+        );
         let committed = staged.commit().await.unwrap();
-        assert!(committed.location.ends_with("raw/yellow/year=2021/month=01/f.parquet"));
+        assert!(
+            committed
+                .location
+                .ends_with("raw/yellow/year=2021/month=01/f.parquet")
+        );
 
-        let mut again = lake.stage_parquet(path.clone(), batch(&[1]).schema()).await.unwrap();
+        let mut again = lake
+            .stage_parquet(path.clone(), batch(&[1]).schema())
+            .await
+            .unwrap();
         again.write(&batch(&[7])).await.unwrap();
         again.commit().await.unwrap();
         let files = lake.list_parquet(&dir_prefix).await.unwrap();
@@ -414,22 +537,37 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let lake = Lake::open("lake", dir.path()).unwrap();
         let path = raw_dir(TripKind::Green, YearMonth::new(2021, 1)).join("g.parquet");
-        let mut staged = lake.stage_parquet(path.clone(), batch(&[1]).schema()).await.unwrap();
+        let mut staged = lake
+            .stage_parquet(path.clone(), batch(&[1]).schema())
+            .await
+            .unwrap();
         staged.write(&batch(&[1])).await.unwrap();
         staged.abort().await;
         // A leftover from a killed process:
-        let partition = lake.local_root().unwrap().join(raw_dir(TripKind::Green, YearMonth::new(2021, 1)).as_ref());
+        let partition = lake
+            .local_root()
+            .unwrap()
+            .join(raw_dir(TripKind::Green, YearMonth::new(2021, 1)).as_ref());
         std::fs::create_dir_all(&partition).unwrap();
         std::fs::write(partition.join(".g.parquet.1-2.partial"), b"junk").unwrap();
-        let staged = lake.stage_parquet(path.clone(), batch(&[1]).schema()).await.unwrap();
+        let staged = lake
+            .stage_parquet(path.clone(), batch(&[1]).schema())
+            .await
+            .unwrap();
         staged.abort().await;
-        let left: Vec<_> = std::fs::read_dir(&partition).unwrap().flatten().map(|e| e.file_name()).collect();
+        let left: Vec<_> = std::fs::read_dir(&partition)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
         assert!(left.is_empty(), "{left:?}");
     }
 
     #[test]
     fn unsupported_schemes_are_named() {
-        let e = Lake::open("ftp://x/y", Path::new(".")).unwrap_err().to_string();
+        let e = Lake::open("ftp://x/y", Path::new("."))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unsupported scheme 'ftp'"), "{e}");
     }
 }

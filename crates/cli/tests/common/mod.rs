@@ -18,12 +18,21 @@ pub struct Run {
 
 impl Run {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
     }
 
     #[track_caller]
     pub fn ok(self) -> Self {
-        assert_eq!(self.code, 0, "tripline failed\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "tripline failed\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 }
@@ -52,9 +61,19 @@ pub fn tripline(project: &Path, args: &[&str]) -> Run {
 }
 
 /// Generate a file with the real binary and return the report JSON.
-pub fn datagen(project: &Path, kind: &str, month: &str, rows: u64, format: &str, out: &Path, extra: &[&str]) -> serde_json::Value {
+pub fn datagen(
+    project: &Path,
+    kind: &str,
+    month: &str,
+    rows: u64,
+    format: &str,
+    out: &Path,
+    extra: &[&str],
+) -> serde_json::Value {
     let rows = rows.to_string();
-    let mut args = vec!["--json", "datagen", "--kind", kind, "--month", month, "--rows", &rows, "--format", format];
+    let mut args = vec![
+        "--json", "datagen", "--kind", kind, "--month", month, "--rows", &rows, "--format", format,
+    ];
     let out = out.to_str().unwrap();
     args.extend(["--output", out]);
     args.extend(extra);
@@ -82,8 +101,25 @@ pub fn fresh_database(name: &str) -> String {
 
 /// Run SQL with psql and return its unaligned, tuples-only output.
 pub fn psql(url: &str, sql: &str) -> String {
-    let out = Command::new("psql").args([url, "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-c", sql]).output().expect("run psql");
-    assert!(out.status.success(), "psql failed on {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("psql")
+        .args([
+            url,
+            "-X",
+            "-q",
+            "-t",
+            "-A",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ])
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "psql failed on {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -92,15 +128,26 @@ pub fn duckdb(sql: &str) -> String {
     let script = format!(
         "import duckdb\nrows = duckdb.connect().execute({sql:?}).fetchall()\nprint('|'.join(str(v) for v in rows[0]))"
     );
-    let out = Command::new("python3").args(["-c", &script]).output().expect("python3 with duckdb");
-    assert!(out.status.success(), "duckdb failed on {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3 with duckdb");
+    assert!(
+        out.status.success(),
+        "duckdb failed on {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// The shared real TLC samples (beside the checkout).
 pub fn shared_data() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
-    assert!(root.exists(), "the shared TLC samples are missing at {}", root.display());
+    assert!(
+        root.exists(),
+        "the shared TLC samples are missing at {}",
+        root.display()
+    );
     root
 }
 
@@ -111,5 +158,10 @@ pub fn zones_csv() -> PathBuf {
 
 /// Number of rows in all Parquet files under a directory, counted by DuckDB.
 pub fn parquet_rows(glob: &Path) -> u64 {
-    duckdb(&format!("select count(*) from read_parquet('{}')", glob.display())).parse().unwrap()
+    duckdb(&format!(
+        "select count(*) from read_parquet('{}')",
+        glob.display()
+    ))
+    .parse()
+    .unwrap()
 }

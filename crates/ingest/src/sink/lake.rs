@@ -40,14 +40,22 @@ impl Sink for LakeSink {
     type Load = LakeLoad;
 
     async fn begin(&mut self, source: &LoadSource) -> Result<LakeLoad> {
-        Ok(LakeLoad { lake: self.lake.clone(), source: source.clone(), staged: None })
+        Ok(LakeLoad {
+            lake: self.lake.clone(),
+            source: source.clone(),
+            staged: None,
+        })
     }
 }
 
 impl LakeLoad {
     async fn stage(&mut self, month: Option<YearMonth>) -> Result<()> {
-        let path = raw_dir(self.source.kind, month).join(lake_file_name(&self.source.name).as_str());
-        let staged = self.lake.stage_parquet(path, self.source.kind.schema()).await?;
+        let path =
+            raw_dir(self.source.kind, month).join(lake_file_name(&self.source.name).as_str());
+        let staged = self
+            .lake
+            .stage_parquet(path, self.source.kind.schema())
+            .await?;
         self.staged = Some((staged, month));
         Ok(())
     }
@@ -55,7 +63,10 @@ impl LakeLoad {
 
 /// The month most of a batch's pickups fall in.
 fn dominant_month(kind: TripKind, batch: &RecordBatch) -> Option<YearMonth> {
-    let col = batch.column(kind.pickup_column()?).as_any().downcast_ref::<TimestampMicrosecondArray>()?;
+    let col = batch
+        .column(kind.pickup_column()?)
+        .as_any()
+        .downcast_ref::<TimestampMicrosecondArray>()?;
     let mut counts: std::collections::BTreeMap<YearMonth, usize> = Default::default();
     for v in col.iter().flatten() {
         *counts.entry(YearMonth::of_micros(v)).or_default() += 1;
@@ -104,8 +115,15 @@ impl SinkLoad for LakeLoad {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
         };
-        self.lake.put_json(&load_record_path(self.source.kind, &name), &record).await?;
-        Ok(Committed { target: file.location, month, bytes: Some(file.bytes), ..Default::default() })
+        self.lake
+            .put_json(&load_record_path(self.source.kind, &name), &record)
+            .await?;
+        Ok(Committed {
+            target: file.location,
+            month,
+            bytes: Some(file.bytes),
+            ..Default::default()
+        })
     }
 
     async fn abort(mut self) {
@@ -121,8 +139,17 @@ mod tests {
 
     #[test]
     fn lake_file_names_drop_data_extensions() {
-        assert_eq!(lake_file_name("yellow_tripdata_2021-01.csv.gz"), "yellow_tripdata_2021-01.parquet");
-        assert_eq!(lake_file_name("green_tripdata_2024-01.parquet"), "green_tripdata_2024-01.parquet");
-        assert_eq!(lake_file_name("taxi_zone_lookup.csv"), "taxi_zone_lookup.parquet");
+        assert_eq!(
+            lake_file_name("yellow_tripdata_2021-01.csv.gz"),
+            "yellow_tripdata_2021-01.parquet"
+        );
+        assert_eq!(
+            lake_file_name("green_tripdata_2024-01.parquet"),
+            "green_tripdata_2024-01.parquet"
+        );
+        assert_eq!(
+            lake_file_name("taxi_zone_lookup.csv"),
+            "taxi_zone_lookup.parquet"
+        );
     }
 }

@@ -14,7 +14,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
 };
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::SinkExt;
@@ -44,7 +45,9 @@ impl FromStr for LoadMode {
             "append" => Ok(Self::Append),
             "replace" => Ok(Self::Replace),
             "merge" => Ok(Self::Merge),
-            _ => Err(format!("unknown mode '{s}': expected append, replace or merge")),
+            _ => Err(format!(
+                "unknown mode '{s}': expected append, replace or merge"
+            )),
         }
     }
 }
@@ -76,12 +79,18 @@ impl TableName {
     pub fn parse(s: &str) -> Result<Self> {
         let ident = |p: &str| {
             let ok = !p.is_empty()
-                && p.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && p.chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
                 && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                 && p.len() <= 63;
             ok.then(|| p.to_ascii_lowercase())
         };
-        let bad = || IngestError::Usage(format!("bad table name '{s}': use letters, digits and _ (schema.table allowed)"));
+        let bad = || {
+            IngestError::Usage(format!(
+                "bad table name '{s}': use letters, digits and _ (schema.table allowed)"
+            ))
+        };
         let (schema, table) = match s.split_once('.') {
             Some((sc, t)) => (ident(sc).ok_or_else(bad)?, ident(t).ok_or_else(bad)?),
             None => ("public".to_string(), ident(s).ok_or_else(bad)?),
@@ -120,17 +129,33 @@ pub fn pg_column(name: &str) -> String {
 fn pg_error(target: &str, e: &tokio_postgres::Error) -> IngestError {
     use tokio_postgres::error::SqlState;
     let (message, domain) = match e.as_db_error() {
-        Some(db) if *db.code() == SqlState::INVALID_PASSWORD || *db.code() == SqlState::INVALID_AUTHORIZATION_SPECIFICATION => (
-            format!("{} (set the password in the URL through TRIPLINE_POSTGRES_URL, or PGPASSWORD)", db.message()),
+        Some(db)
+            if *db.code() == SqlState::INVALID_PASSWORD
+                || *db.code() == SqlState::INVALID_AUTHORIZATION_SPECIFICATION =>
+        {
+            (
+                format!(
+                    "{} (set the password in the URL through TRIPLINE_POSTGRES_URL, or PGPASSWORD)",
+                    db.message()
+                ),
+                ErrorDomain::User,
+            )
+        }
+        Some(db) if *db.code() == SqlState::INVALID_CATALOG_NAME => (
+            format!("{}: create it first (createdb)", db.message()),
             ErrorDomain::User,
         ),
-        Some(db) if *db.code() == SqlState::INVALID_CATALOG_NAME => {
-            (format!("{}: create it first (createdb)", db.message()), ErrorDomain::User)
-        }
-        Some(db) if *db.code() == SqlState::DISK_FULL => {
-            (format!("the server's disk is full: {}; nothing was committed", db.message()), ErrorDomain::External)
-        }
-        Some(db) => (format!("{} (SQLSTATE {})", db.message(), db.code().code()), ErrorDomain::External),
+        Some(db) if *db.code() == SqlState::DISK_FULL => (
+            format!(
+                "the server's disk is full: {}; nothing was committed",
+                db.message()
+            ),
+            ErrorDomain::External,
+        ),
+        Some(db) => (
+            format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+            ErrorDomain::External,
+        ),
         None => {
             let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
             let mut io_kind = None;
@@ -141,19 +166,29 @@ fn pg_error(target: &str, e: &tokio_postgres::Error) -> IngestError {
                 cur = err.source();
             }
             match io_kind {
-                Some(std::io::ErrorKind::ConnectionRefused) => {
-                    ("connection refused: is the server running and listening there?".into(), ErrorDomain::External)
-                }
+                Some(std::io::ErrorKind::ConnectionRefused) => (
+                    "connection refused: is the server running and listening there?".into(),
+                    ErrorDomain::External,
+                ),
                 _ => (format!("{e}"), ErrorDomain::External),
             }
         }
     };
-    IngestError::Postgres { target: Some(target.to_string()), message, domain }
+    IngestError::Postgres {
+        target: Some(target.to_string()),
+        message,
+        domain,
+    }
 }
 
 impl PostgresSink {
     /// Connect to `url` and prepare to load `table` (or the course's default table for the kind).
-    pub async fn connect(url: &str, table: Option<&str>, kind: TripKind, mode: LoadMode) -> Result<Self> {
+    pub async fn connect(
+        url: &str,
+        table: Option<&str>,
+        kind: TripKind,
+        mode: LoadMode,
+    ) -> Result<Self> {
         let mut config = tokio_postgres::Config::from_str(url)
             .map_err(|e| IngestError::Usage(format!("bad PostgreSQL URL: {e}")))?;
         if config.get_password().is_none() {
@@ -162,7 +197,9 @@ impl PostgresSink {
             }
         }
         if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-            return Err(IngestError::Unsupported("TLS connections to PostgreSQL (sslmode=require)".into()));
+            return Err(IngestError::Unsupported(
+                "TLS connections to PostgreSQL (sslmode=require)".into(),
+            ));
         }
         let host = config.get_hosts().first().map_or_else(
             || "localhost".to_string(),
@@ -174,14 +211,26 @@ impl PostgresSink {
         let port = config.get_ports().first().copied().unwrap_or(5432);
         let server = format!("at {host}:{port}");
         config.connect_timeout(std::time::Duration::from_secs(10));
-        let (client, connection) = config.connect(NoTls).await.map_err(|e| pg_error(&server, &e))?;
+        let (client, connection) = config
+            .connect(NoTls)
+            .await
+            .map_err(|e| pg_error(&server, &e))?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!("PostgreSQL connection ended: {e}");
             }
         });
-        let table = TableName::parse(table.map_or_else(|| default_table(kind), str::to_string).as_str())?;
-        let sink = Self { client: Arc::new(client), server, table, mode };
+        let table = TableName::parse(
+            table
+                .map_or_else(|| default_table(kind), str::to_string)
+                .as_str(),
+        )?;
+        let sink = Self {
+            client: Arc::new(client),
+            server,
+            table,
+            mode,
+        };
         sink.ensure_ledger().await?;
         Ok(sink)
     }
@@ -209,13 +258,19 @@ impl PostgresSink {
             schema = self.table.schema,
             ledger = self.table.in_schema(LEDGER_TABLE)
         );
-        self.client.batch_execute(&sql).await.map_err(|e| pg_error(&self.server, &e))
+        self.client
+            .batch_execute(&sql)
+            .await
+            .map_err(|e| pg_error(&self.server, &e))
     }
 }
 
 fn create_table_sql(table: &TableName, kind: TripKind, if_not_exists: bool) -> String {
-    let cols: Vec<String> =
-        kind.columns().iter().map(|c| format!("\"{}\" {}", pg_column(c.name), c.ty.postgres())).collect();
+    let cols: Vec<String> = kind
+        .columns()
+        .iter()
+        .map(|c| format!("\"{}\" {}", pg_column(c.name), c.ty.postgres()))
+        .collect();
     format!(
         "CREATE TABLE {}{} ({}, \"{SOURCE_COLUMN}\" text NOT NULL)",
         if if_not_exists { "IF NOT EXISTS " } else { "" },
@@ -228,16 +283,36 @@ fn create_table_sql(table: &TableName, kind: TripKind, if_not_exists: bool) -> S
 fn natural_key(kind: TripKind) -> &'static [&'static str] {
     match kind {
         TripKind::Yellow => &[
-            "VendorID", "tpep_pickup_datetime", "tpep_dropoff_datetime", "PULocationID", "DOLocationID",
-            "fare_amount", "trip_distance",
+            "VendorID",
+            "tpep_pickup_datetime",
+            "tpep_dropoff_datetime",
+            "PULocationID",
+            "DOLocationID",
+            "fare_amount",
+            "trip_distance",
         ],
         TripKind::Green => &[
-            "VendorID", "lpep_pickup_datetime", "lpep_dropoff_datetime", "PULocationID", "DOLocationID",
-            "fare_amount", "trip_distance",
+            "VendorID",
+            "lpep_pickup_datetime",
+            "lpep_dropoff_datetime",
+            "PULocationID",
+            "DOLocationID",
+            "fare_amount",
+            "trip_distance",
         ],
-        TripKind::Fhv => &["dispatching_base_num", "pickup_datetime", "dropoff_datetime", "PUlocationID", "DOlocationID"],
+        TripKind::Fhv => &[
+            "dispatching_base_num",
+            "pickup_datetime",
+            "dropoff_datetime",
+            "PUlocationID",
+            "DOlocationID",
+        ],
         TripKind::Fhvhv => &[
-            "hvfhs_license_num", "dispatching_base_num", "pickup_datetime", "dropoff_datetime", "PULocationID",
+            "hvfhs_license_num",
+            "dispatching_base_num",
+            "pickup_datetime",
+            "dropoff_datetime",
+            "PULocationID",
             "DOLocationID",
         ],
         TripKind::Zones => &["LocationID"],
@@ -297,9 +372,12 @@ impl PostgresLoad {
     async fn prepare(mut self) -> Result<Self> {
         let c = self.client.clone();
         let table = self.table.quoted();
-        c.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&self.table.to_string()])
-            .await
-            .map_err(|e| self.err(&e))?;
+        c.execute(
+            "SELECT pg_advisory_xact_lock(hashtext($1))",
+            &[&self.table.to_string()],
+        )
+        .await
+        .map_err(|e| self.err(&e))?;
         match self.mode {
             LoadMode::Replace => {
                 let sql = format!(
@@ -311,23 +389,38 @@ impl PostgresLoad {
                 c.batch_execute(&sql).await.map_err(|e| self.err(&e))?;
             }
             LoadMode::Append | LoadMode::Merge => {
-                c.batch_execute(&create_table_sql(&self.table, self.kind, true)).await.map_err(|e| self.err(&e))?;
+                c.batch_execute(&create_table_sql(&self.table, self.kind, true))
+                    .await
+                    .map_err(|e| self.err(&e))?;
                 self.check_columns().await?;
             }
         }
-        let data_columns: Vec<String> =
-            self.kind.columns().iter().map(|col| format!("\"{}\"", pg_column(col.name))).collect();
+        let data_columns: Vec<String> = self
+            .kind
+            .columns()
+            .iter()
+            .map(|col| format!("\"{}\"", pg_column(col.name)))
+            .collect();
         let copy_sql = match self.mode {
             LoadMode::Append => {
                 let deleted = c
-                    .execute(&format!("DELETE FROM {table} WHERE \"{SOURCE_COLUMN}\" = $1"), &[&self.source])
+                    .execute(
+                        &format!("DELETE FROM {table} WHERE \"{SOURCE_COLUMN}\" = $1"),
+                        &[&self.source],
+                    )
                     .await
                     .map_err(|e| self.err(&e))?;
                 self.replaced_rows = Some(deleted);
-                format!("COPY {table} ({}, \"{SOURCE_COLUMN}\") FROM STDIN (FORMAT binary)", data_columns.join(", "))
+                format!(
+                    "COPY {table} ({}, \"{SOURCE_COLUMN}\") FROM STDIN (FORMAT binary)",
+                    data_columns.join(", ")
+                )
             }
             LoadMode::Replace => {
-                format!("COPY {table} ({}, \"{SOURCE_COLUMN}\") FROM STDIN (FORMAT binary)", data_columns.join(", "))
+                format!(
+                    "COPY {table} ({}, \"{SOURCE_COLUMN}\") FROM STDIN (FORMAT binary)",
+                    data_columns.join(", ")
+                )
             }
             LoadMode::Merge => {
                 let index = format!("\"{}_{ROW_ID_COLUMN}\"", self.table.table);
@@ -344,10 +437,16 @@ impl PostgresLoad {
                     typed.join(", ")
                 );
                 c.batch_execute(&sql).await.map_err(|e| self.err(&e))?;
-                format!("COPY {STAGING} ({}) FROM STDIN (FORMAT binary)", data_columns.join(", "))
+                format!(
+                    "COPY {STAGING} ({}) FROM STDIN (FORMAT binary)",
+                    data_columns.join(", ")
+                )
             }
         };
-        let sink = c.copy_in::<_, Bytes>(copy_sql.as_str()).await.map_err(|e| self.err(&e))?;
+        let sink = c
+            .copy_in::<_, Bytes>(copy_sql.as_str())
+            .await
+            .map_err(|e| self.err(&e))?;
         self.copy = Some(Box::pin(sink));
         // Binary COPY header: signature, flags, header extension length.
         self.buf.put_slice(b"PGCOPY\n\xff\r\n\0");
@@ -480,7 +579,12 @@ impl SinkLoad for PostgresLoad {
         let mut offset = 0;
         while offset < batch.num_rows() {
             let len = 4096.min(batch.num_rows() - offset);
-            encode_batch(&batch.slice(offset, len), self.kind, extra.as_deref(), &mut self.buf);
+            encode_batch(
+                &batch.slice(offset, len),
+                self.kind,
+                extra.as_deref(),
+                &mut self.buf,
+            );
             offset += len;
             if self.buf.len() >= 1 << 20 {
                 self.flush().await?;
@@ -513,17 +617,27 @@ impl PostgresLoad {
         if copied != summary.account.written {
             return Err(IngestError::Postgres {
                 target: Some(self.target.clone()),
-                message: format!("COPY took {copied} rows but {} were sent", summary.account.written),
+                message: format!(
+                    "COPY took {copied} rows but {} were sent",
+                    summary.account.written
+                ),
                 domain: ErrorDomain::Internal,
             });
         }
         let c = &self.client;
         let table = self.table.quoted();
-        let mut committed = Committed { target: self.table.to_string(), ..Default::default() };
+        let mut committed = Committed {
+            target: self.table.to_string(),
+            ..Default::default()
+        };
         committed.replaced_rows = self.replaced_rows;
         if self.mode == LoadMode::Merge {
-            let cols: Vec<String> =
-                self.kind.columns().iter().map(|col| format!("\"{}\"", pg_column(col.name))).collect();
+            let cols: Vec<String> = self
+                .kind
+                .columns()
+                .iter()
+                .map(|col| format!("\"{}\"", pg_column(col.name)))
+                .collect();
             let key: Vec<String> = natural_key(self.kind)
                 .iter()
                 .map(|k| format!("coalesce(\"{}\"::text, '')", pg_column(k)))
@@ -536,7 +650,10 @@ impl PostgresLoad {
                 cols = cols.join(", "),
                 key = key.join(", ")
             );
-            let inserted = c.execute(&sql, &[&self.source]).await.map_err(|e| self.err(&e))?;
+            let inserted = c
+                .execute(&sql, &[&self.source])
+                .await
+                .map_err(|e| self.err(&e))?;
             committed.merged_new = Some(inserted);
             committed.merged_existing = Some(copied - inserted);
         }
@@ -574,8 +691,14 @@ mod tests {
 
     #[test]
     fn table_names_are_plain_identifiers() {
-        assert_eq!(TableName::parse("Yellow_Taxi").unwrap().to_string(), "public.yellow_taxi");
-        assert_eq!(TableName::parse("ny.trips").unwrap().quoted(), "\"ny\".\"trips\"");
+        assert_eq!(
+            TableName::parse("Yellow_Taxi").unwrap().to_string(),
+            "public.yellow_taxi"
+        );
+        assert_eq!(
+            TableName::parse("ny.trips").unwrap().quoted(),
+            "\"ny\".\"trips\""
+        );
         assert!(TableName::parse("x; drop table y").is_err());
         assert!(TableName::parse("1abc").is_err());
     }
@@ -608,6 +731,9 @@ mod tests {
         expected.extend(3i32.to_be_bytes());
         expected.extend(b"src");
         assert_eq!(&buf[..], &expected[..]);
-        assert_eq!(PG_EPOCH_OFFSET_MICROS, tripline_core::time::parse_timestamp("2000-01-01 00:00:00").unwrap());
+        assert_eq!(
+            PG_EPOCH_OFFSET_MICROS,
+            tripline_core::time::parse_timestamp("2000-01-01 00:00:00").unwrap()
+        );
     }
 }

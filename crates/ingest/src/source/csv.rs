@@ -6,12 +6,13 @@ use std::io::Read;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, Float64Builder, Int32Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+    ArrayRef, Float64Builder, Int32Builder, Int64Builder, RecordBatch, StringBuilder,
+    TimestampMicrosecondBuilder,
 };
 use tripline_core::time::parse_timestamp;
 use tripline_core::{ColumnSpec, ColumnType, QuarantinedRow, SchemaDrift, TripKind};
 
-use super::{ParsedBatch, SharedHash, SourceFormat, TripReader, hex, read_error};
+use super::{ParsedBatch, SharedHash, SourceFormat, TripReader, hex, map_columns, read_error};
 use crate::error::{IngestError, Result};
 
 /// Reads a TLC CSV (plain or gzip) as validated batches.
@@ -50,11 +51,19 @@ impl CsvTripReader {
         format: SourceFormat,
         hash: SharedHash,
     ) -> Result<Self> {
-        let mut reader = ::csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(input);
+        let mut reader = ::csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(input);
         let mut header = ::csv::ByteRecord::new();
-        let has_header = reader.read_byte_record(&mut header).map_err(|e| csv_error(name, &e))?;
+        let has_header = reader
+            .read_byte_record(&mut header)
+            .map_err(|e| csv_error(name, &e))?;
         if !has_header {
-            return Err(IngestError::bad(name, "the source has no lines: expected a header line"));
+            return Err(IngestError::bad(
+                name,
+                "the source has no lines: expected a header line",
+            ));
         }
         let (field_of_column, drift) = map_header(name, kind, &header)?;
         Ok(Self {
@@ -76,7 +85,11 @@ impl CsvTripReader {
     /// Parse the current record into `self.values`, or say what is wrong with it.
     fn parse_record(&mut self) -> Result<(), (Option<&'static str>, String, String)> {
         if self.record.len() != self.header_fields {
-            let reason = format!("expected {} fields as in the header, found {}", self.header_fields, self.record.len());
+            let reason = format!(
+                "expected {} fields as in the header, found {}",
+                self.header_fields,
+                self.record.len()
+            );
             return Err((None, String::new(), reason));
         }
         for (i, spec) in self.kind.columns().iter().enumerate() {
@@ -85,11 +98,19 @@ impl CsvTripReader {
                 continue;
             };
             let raw = &self.record[field];
-            let fail = |reason: String| (Some(spec.name), String::from_utf8_lossy(raw).into_owned(), reason);
+            let fail = |reason: String| {
+                (
+                    Some(spec.name),
+                    String::from_utf8_lossy(raw).into_owned(),
+                    reason,
+                )
+            };
             let text = std::str::from_utf8(raw).map_err(|_| fail("not valid UTF-8".into()))?;
             self.values[i] = parse_value(spec, text.trim(), field).map_err(fail)?;
             if self.kind.pickup_column() == Some(i) && matches!(self.values[i], Value::Null) {
-                return Err(fail("the pickup time is missing: the trip cannot be placed in a month".into()));
+                return Err(fail(
+                    "the pickup time is missing: the trip cannot be placed in a month".into(),
+                ));
             }
         }
         Ok(())
@@ -133,60 +154,51 @@ fn map_header(
     kind: TripKind,
     header: &::csv::ByteRecord,
 ) -> Result<(Vec<Option<usize>>, Vec<SchemaDrift>)> {
-    let fields: Vec<String> =
-        header.iter().map(|f| String::from_utf8_lossy(f).trim().trim_start_matches('\u{feff}').to_string()).collect();
-    let mut field_of_column = vec![None; kind.columns().len()];
-    let mut drift = Vec::new();
-    for (f, field) in fields.iter().enumerate() {
-        match kind.find_column(field) {
-            Some(c) if field_of_column[c].is_some() => {
-                return Err(IngestError::bad(name, format!("wrong header: column '{field}' appears twice")));
-            }
-            Some(c) => field_of_column[c] = Some(f),
-            None => drift.push(SchemaDrift {
-                column: field.clone(),
-                change: "not in the unified schema: ignored".into(),
-            }),
-        }
-    }
-    let missing: Vec<&str> = kind
-        .columns()
+    let fields: Vec<String> = header
         .iter()
-        .zip(&field_of_column)
-        .filter(|(spec, f)| spec.required && f.is_none())
-        .map(|(spec, _)| spec.name)
+        .map(|f| {
+            String::from_utf8_lossy(f)
+                .trim()
+                .trim_start_matches('\u{feff}')
+                .to_string()
+        })
         .collect();
-    if !missing.is_empty() {
+    let map = map_columns(kind, &fields)
+        .map_err(|m| IngestError::bad(name, format!("wrong header: {m}")))?;
+    if !map.missing.is_empty() {
+        let missing = map.missing.join(", ");
         let shown = fields.iter().take(6).cloned().collect::<Vec<_>>().join(",");
-        let message = if field_of_column.iter().all(Option::is_none) && looks_like_data(&fields) {
-            format!("missing header: the first line looks like data ({shown}...); TLC files start with a header line")
+        let message = if map.table_to_file.iter().all(Option::is_none) && looks_like_data(&fields) {
+            format!(
+                "missing header: the first line looks like data ({shown}...); TLC files start with a header line"
+            )
         } else if let Some(other) = better_kind(kind, &fields) {
             format!(
-                "wrong header for kind {kind}: missing {}; the header looks like a {other} file: use --kind {other}",
-                missing.join(", ")
+                "wrong header for kind {kind}: missing {missing}; the header looks like a {other} file: use --kind {other}"
             )
         } else {
-            format!("wrong header for kind {kind}: missing column(s) {} (found: {shown}...)", missing.join(", "))
+            format!("wrong header for kind {kind}: missing column(s) {missing} (found: {shown}...)")
         };
         return Err(IngestError::bad(name, message));
     }
-    for (spec, f) in kind.columns().iter().zip(&field_of_column) {
-        if f.is_none() {
-            drift.push(SchemaDrift { column: spec.name.into(), change: "not in this file: filled with nulls".into() });
-        }
-    }
-    Ok((field_of_column, drift))
+    Ok((map.table_to_file, map.drift))
 }
 
 fn looks_like_data(fields: &[String]) -> bool {
     // Header names are never numbers or timestamps; data rows almost always hold some.
-    fields.iter().any(|f| f.parse::<f64>().is_ok() || parse_timestamp(f).is_some())
+    fields
+        .iter()
+        .any(|f| f.parse::<f64>().is_ok() || parse_timestamp(f).is_some())
 }
 
 fn better_kind(kind: TripKind, fields: &[String]) -> Option<TripKind> {
     TripKind::ALL.into_iter().filter(|k| *k != kind).find(|k| {
         let found: Vec<usize> = fields.iter().filter_map(|f| k.find_column(f)).collect();
-        k.columns().iter().enumerate().filter(|(_, c)| c.required).all(|(i, _)| found.contains(&i))
+        k.columns()
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.required)
+            .all(|(i, _)| found.contains(&i))
     })
 }
 
@@ -269,12 +281,18 @@ impl TripReader for CsvTripReader {
             return Ok(None);
         }
         let columns = self.kind.columns();
-        let mut builders: Vec<Builder> = columns.iter().map(|c| Builder::new(c.ty, self.batch_rows)).collect();
+        let mut builders: Vec<Builder> = columns
+            .iter()
+            .map(|c| Builder::new(c.ty, self.batch_rows))
+            .collect();
         let mut quarantined = Vec::new();
         let mut rows = 0usize;
         let mut seen = 0usize;
         while rows < self.batch_rows {
-            let more = self.reader.read_byte_record(&mut self.record).map_err(|e| csv_error(&self.name, &e))?;
+            let more = self
+                .reader
+                .read_byte_record(&mut self.record)
+                .map_err(|e| csv_error(&self.name, &e))?;
             if !more {
                 self.done = true;
                 break;
@@ -303,7 +321,8 @@ impl TripReader for CsvTripReader {
             return Ok(None);
         }
         let arrays: Vec<ArrayRef> = builders.into_iter().map(Builder::finish).collect();
-        let batch = RecordBatch::try_new(self.kind.schema(), arrays).expect("builders follow the schema");
+        let batch =
+            RecordBatch::try_new(self.kind.schema(), arrays).expect("builders follow the schema");
         Ok(Some(ParsedBatch { batch, quarantined }))
     }
 
@@ -324,10 +343,19 @@ impl TripReader for CsvTripReader {
 mod tests {
     use super::*;
 
-    fn read(kind: TripKind, text: &str) -> Result<(Vec<RecordBatch>, Vec<QuarantinedRow>, Vec<SchemaDrift>)> {
+    fn read(
+        kind: TripKind,
+        text: &str,
+    ) -> Result<(Vec<RecordBatch>, Vec<QuarantinedRow>, Vec<SchemaDrift>)> {
         let hash: SharedHash = Default::default();
-        let mut r =
-            CsvTripReader::new(Box::new(std::io::Cursor::new(text.to_string().into_bytes())), "t.csv", kind, 2, SourceFormat::Csv, hash)?;
+        let mut r = CsvTripReader::new(
+            Box::new(std::io::Cursor::new(text.to_string().into_bytes())),
+            "t.csv",
+            kind,
+            2,
+            SourceFormat::Csv,
+            hash,
+        )?;
         let (mut batches, mut bad) = (Vec::new(), Vec::new());
         while let Some(p) = r.next_batch()? {
             batches.push(p.batch);
@@ -347,11 +375,16 @@ mod tests {
 
     #[test]
     fn bad_values_are_quarantined_with_line_column_value_and_reason() {
-        let text = format!("{ZONES}2,Queens,x,Boro Zone\nabc,Queens,x,Boro Zone\n300,Queens,x,y\n4,Queens\n5,Bronx,z,Boro Zone\n");
+        let text = format!(
+            "{ZONES}2,Queens,x,Boro Zone\nabc,Queens,x,Boro Zone\n300,Queens,x,y\n4,Queens\n5,Bronx,z,Boro Zone\n"
+        );
         let (batches, bad, _) = read(TripKind::Zones, &text).unwrap();
         assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 3);
         assert_eq!(bad.len(), 3);
-        assert_eq!((bad[0].line, bad[0].column.as_deref(), bad[0].value.as_str()), (4, Some("LocationID"), "abc"));
+        assert_eq!(
+            (bad[0].line, bad[0].column.as_deref(), bad[0].value.as_str()),
+            (4, Some("LocationID"), "abc")
+        );
         assert_eq!(bad[0].reason, "expected an integer");
         assert_eq!(bad[0].record, "abc,Queens,x,Boro Zone");
         assert_eq!(bad[1].reason, "zone ID out of range 1..=265");
@@ -362,7 +395,10 @@ mod tests {
     fn integers_written_as_whole_floats_are_accepted_and_fractions_are_not() {
         let spec = TripKind::Yellow.columns()[3];
         assert!(matches!(parse_value(&spec, "1.0", 0), Ok(Value::Int(1))));
-        assert_eq!(parse_value(&spec, "1.5", 0).unwrap_err(), "expected an integer, found a fraction");
+        assert_eq!(
+            parse_value(&spec, "1.5", 0).unwrap_err(),
+            "expected an integer, found a fraction"
+        );
     }
 
     #[test]
@@ -376,7 +412,9 @@ mod tests {
 
     #[test]
     fn a_missing_header_is_named() {
-        let e = read(TripKind::Zones, "1,EWR,Newark Airport,EWR\n").unwrap_err().to_string();
+        let e = read(TripKind::Zones, "1,EWR,Newark Airport,EWR\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("t.csv: missing header"), "{e}");
         let e = read(TripKind::Zones, "").unwrap_err().to_string();
         assert!(e.contains("no lines"), "{e}");
@@ -386,6 +424,9 @@ mod tests {
     fn missing_optional_and_unknown_columns_are_reported_as_drift() {
         let text = "LocationID,Borough,Zone,service_zone,extra_col\n1,EWR,N,EWR,x\n";
         let (_, _, drift) = read(TripKind::Zones, text).unwrap();
-        assert_eq!(drift[0].to_string(), "extra_col: not in the unified schema: ignored");
+        assert_eq!(
+            drift[0].to_string(),
+            "extra_col: not in the unified schema: ignored"
+        );
     }
 }

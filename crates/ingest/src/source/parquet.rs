@@ -8,8 +8,9 @@ use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, Float64Array, Float64Builder, Int32Builder, Int64Array, Int64Builder,
-    RecordBatch, StringArray, TimestampMicrosecondArray, TimestampMicrosecondBuilder, new_null_array,
+    Array, ArrayRef, BooleanArray, Float64Array, Float64Builder, Int32Builder, Int64Array,
+    Int64Builder, RecordBatch, StringArray, TimestampMicrosecondArray, TimestampMicrosecondBuilder,
+    new_null_array,
 };
 use arrow::compute::{CastOptions, cast_with_options, filter_record_batch};
 use arrow::datatypes::{DataType, TimeUnit};
@@ -19,7 +20,7 @@ use tripline_core::time::parse_timestamp;
 use tripline_core::{ColumnSpec, ColumnType, QuarantinedRow, SchemaDrift, TripKind};
 use xxhash_rust::xxh3::Xxh3;
 
-use super::{ParsedBatch, SourceFormat, TripReader};
+use super::{ParsedBatch, SourceFormat, TripReader, map_columns};
 use crate::error::{IngestError, Result};
 use crate::progress::Progress;
 
@@ -49,45 +50,34 @@ impl ParquetTripReader {
         let bad = |m: String| IngestError::bad(name, m);
         let hash = hash_file(&mut file).map_err(|e| super::read_error(name, &e))?;
         let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-            .map_err(|e| bad(format!("not a readable Parquet file (truncated or corrupt?): {e}")))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| {
+            bad(format!(
+                "not a readable Parquet file (truncated or corrupt?): {e}"
+            ))
+        })?;
         let rows = builder.metadata().file_metadata().num_rows().max(1) as f64;
         let schema = builder.schema().clone();
-        let mut file_column = vec![None; kind.columns().len()];
+        let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+        let map = map_columns(kind, &names).map_err(|m| bad(format!("wrong columns: {m}")))?;
+        if !map.missing.is_empty() {
+            return Err(bad(format!(
+                "wrong columns for kind {kind}: missing {}",
+                map.missing.join(", ")
+            )));
+        }
         let mut drift = Vec::new();
-        for (i, field) in schema.fields().iter().enumerate() {
-            match kind.find_column(field.name()) {
-                Some(c) => {
-                    file_column[c] = Some(i);
-                    let want = kind.columns()[c].ty.arrow();
-                    if !same_type(field.data_type(), &want) {
-                        drift.push(SchemaDrift {
-                            column: kind.columns()[c].name.into(),
-                            change: format!("{} in file, {want} in table: converted", field.data_type()),
-                        });
-                    }
-                }
-                None => drift.push(SchemaDrift {
-                    column: field.name().clone(),
-                    change: "not in the unified schema: ignored".into(),
-                }),
+        for (spec, f) in kind.columns().iter().zip(&map.table_to_file) {
+            let Some(f) = f else { continue };
+            let (have, want) = (schema.field(*f).data_type(), spec.ty.arrow());
+            if !same_type(have, &want) {
+                drift.push(SchemaDrift {
+                    column: spec.name.into(),
+                    change: format!("{have} in file, {want} in table: converted"),
+                });
             }
         }
-        let missing: Vec<&str> = kind
-            .columns()
-            .iter()
-            .zip(&file_column)
-            .filter(|(s, f)| s.required && f.is_none())
-            .map(|(s, _)| s.name)
-            .collect();
-        if !missing.is_empty() {
-            return Err(bad(format!("wrong columns for kind {kind}: missing {}", missing.join(", "))));
-        }
-        for (spec, f) in kind.columns().iter().zip(&file_column) {
-            if f.is_none() {
-                drift.push(SchemaDrift { column: spec.name.into(), change: "not in this file: filled with nulls".into() });
-            }
-        }
+        drift.extend(map.drift);
+        let file_column = map.table_to_file;
         let reader = builder
             .with_batch_size(batch_rows)
             .build()
@@ -132,7 +122,10 @@ fn hash_file(file: &mut File) -> std::io::Result<String> {
 fn convert(array: &ArrayRef, spec: &ColumnSpec) -> (ArrayRef, Vec<(usize, String)>) {
     let mut bad = Vec::new();
     let n = array.len();
-    let safe = CastOptions { safe: true, ..Default::default() };
+    let safe = CastOptions {
+        safe: true,
+        ..Default::default()
+    };
     let converted: ArrayRef = match spec.ty {
         ColumnType::Int32 | ColumnType::Int64 => {
             // Go through f64 for floating inputs (to catch fractions), i64 for everything else.
@@ -154,20 +147,37 @@ fn convert(array: &ArrayRef, spec: &ColumnSpec) -> (ArrayRef, Vec<(usize, String
                     })
                     .collect()
             } else {
-                let parsed: Vec<Option<i64>> = if matches!(array.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {
+                let parsed: Vec<Option<i64>> = if matches!(
+                    array.data_type(),
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                ) {
                     let s = cast_with_options(array, &DataType::Utf8, &safe).expect("to utf8");
                     let s = s.as_any().downcast_ref::<StringArray>().expect("utf8");
                     (0..n)
                         .map(|i| {
-                            let t = s.is_valid(i).then(|| s.value(i).trim()).filter(|t| !t.is_empty())?;
-                            t.parse::<i64>().map_err(|_| bad.push((i, format!("expected {}", spec.ty.expected())))).ok()
+                            let t = s
+                                .is_valid(i)
+                                .then(|| s.value(i).trim())
+                                .filter(|t| !t.is_empty())?;
+                            t.parse::<i64>()
+                                .map_err(|_| {
+                                    bad.push((i, format!("expected {}", spec.ty.expected())))
+                                })
+                                .ok()
                         })
                         .collect()
                 } else {
                     match cast_with_options(array, &DataType::Int64, &safe) {
-                        Ok(c) => c.as_any().downcast_ref::<Int64Array>().expect("i64").iter().collect(),
+                        Ok(c) => c
+                            .as_any()
+                            .downcast_ref::<Int64Array>()
+                            .expect("i64")
+                            .iter()
+                            .collect(),
                         Err(e) => {
-                            (0..n).filter(|i| array.is_valid(*i)).for_each(|i| bad.push((i, e.to_string())));
+                            (0..n)
+                                .filter(|i| array.is_valid(*i))
+                                .for_each(|i| bad.push((i, e.to_string())));
                             vec![None; n]
                         }
                     }
@@ -178,7 +188,9 @@ fn convert(array: &ArrayRef, spec: &ColumnSpec) -> (ArrayRef, Vec<(usize, String
             for (i, v) in ints.into_iter().enumerate() {
                 let v = v.and_then(|v| {
                     let range_ok = spec.ty == ColumnType::Int64 || i32::try_from(v).is_ok();
-                    let domain = if range_ok { spec.domain.check_int(v).map_err(str::to_string) } else {
+                    let domain = if range_ok {
+                        spec.domain.check_int(v).map_err(str::to_string)
+                    } else {
                         Err("out of range for a 32-bit integer".to_string())
                     };
                     domain.map_err(|r| bad.push((i, r))).ok().map(|()| v)
@@ -187,7 +199,9 @@ fn convert(array: &ArrayRef, spec: &ColumnSpec) -> (ArrayRef, Vec<(usize, String
             }
             if spec.ty == ColumnType::Int32 {
                 let mut b = Int32Builder::with_capacity(n);
-                checked.into_iter().for_each(|v| b.append_option(v.map(|v| v as i32)));
+                checked
+                    .into_iter()
+                    .for_each(|v| b.append_option(v.map(|v| v as i32)));
                 Arc::new(b.finish())
             } else {
                 let mut b = Int64Builder::with_capacity(n);
@@ -201,7 +215,10 @@ fn convert(array: &ArrayRef, spec: &ColumnSpec) -> (ArrayRef, Vec<(usize, String
                 let s = s.as_any().downcast_ref::<StringArray>().expect("utf8");
                 let mut b = Float64Builder::with_capacity(n);
                 for i in 0..n {
-                    let t = s.is_valid(i).then(|| s.value(i).trim()).filter(|t| !t.is_empty());
+                    let t = s
+                        .is_valid(i)
+                        .then(|| s.value(i).trim())
+                        .filter(|t| !t.is_empty());
                     match t.map(str::parse::<f64>) {
                         None => b.append_null(),
                         Some(Ok(v)) if v.is_finite() => b.append_value(v),
@@ -221,7 +238,10 @@ fn convert(array: &ArrayRef, spec: &ColumnSpec) -> (ArrayRef, Vec<(usize, String
                 let s = s.as_any().downcast_ref::<StringArray>().expect("utf8");
                 let mut b = TimestampMicrosecondBuilder::with_capacity(n);
                 for i in 0..n {
-                    let t = s.is_valid(i).then(|| s.value(i).trim()).filter(|t| !t.is_empty());
+                    let t = s
+                        .is_valid(i)
+                        .then(|| s.value(i).trim())
+                        .filter(|t| !t.is_empty());
                     match t.map(parse_timestamp) {
                         None => b.append_null(),
                         Some(Some(v)) => b.append_value(v),
@@ -235,7 +255,8 @@ fn convert(array: &ArrayRef, spec: &ColumnSpec) -> (ArrayRef, Vec<(usize, String
             }
             // Timestamps with a time zone are taken as the naive local time the TLC means.
             DataType::Timestamp(unit, Some(_)) => {
-                let naive = cast_with_options(array, &DataType::Timestamp(*unit, None), &safe).expect("drop tz");
+                let naive = cast_with_options(array, &DataType::Timestamp(*unit, None), &safe)
+                    .expect("drop tz");
                 cast_checked(&naive, &spec.ty.arrow(), &mut bad, spec)
             }
             _ => cast_checked(array, &spec.ty.arrow(), &mut bad, spec),
@@ -246,8 +267,16 @@ fn convert(array: &ArrayRef, spec: &ColumnSpec) -> (ArrayRef, Vec<(usize, String
 }
 
 /// Cast, marking every row whose non-null value became null as failed.
-fn cast_checked(array: &ArrayRef, to: &DataType, bad: &mut Vec<(usize, String)>, spec: &ColumnSpec) -> ArrayRef {
-    let safe = CastOptions { safe: true, ..Default::default() };
+fn cast_checked(
+    array: &ArrayRef,
+    to: &DataType,
+    bad: &mut Vec<(usize, String)>,
+    spec: &ColumnSpec,
+) -> ArrayRef {
+    let safe = CastOptions {
+        safe: true,
+        ..Default::default()
+    };
     match cast_with_options(array, to, &safe) {
         Ok(c) => {
             for i in 0..array.len() {
@@ -258,7 +287,9 @@ fn cast_checked(array: &ArrayRef, to: &DataType, bad: &mut Vec<(usize, String)>,
             c
         }
         Err(e) => {
-            (0..array.len()).filter(|i| array.is_valid(*i)).for_each(|i| bad.push((i, e.to_string())));
+            (0..array.len())
+                .filter(|i| array.is_valid(*i))
+                .for_each(|i| bad.push((i, e.to_string())));
             new_null_array(to, array.len())
         }
     }
@@ -266,9 +297,11 @@ fn cast_checked(array: &ArrayRef, to: &DataType, bad: &mut Vec<(usize, String)>,
 
 impl TripReader for ParquetTripReader {
     fn next_batch(&mut self) -> Result<Option<ParsedBatch>> {
-        let Some(file_batch) = self.reader.next() else { return Ok(None) };
-        let file_batch =
-            file_batch.map_err(|e| IngestError::bad(&self.name, format!("corrupt Parquet data: {e}")))?;
+        let Some(file_batch) = self.reader.next() else {
+            return Ok(None);
+        };
+        let file_batch = file_batch
+            .map_err(|e| IngestError::bad(&self.name, format!("corrupt Parquet data: {e}")))?;
         let n = file_batch.num_rows();
         let mut arrays = Vec::with_capacity(self.file_column.len());
         let mut row_error: Vec<Option<(String, String)>> = vec![None; n];
@@ -285,7 +318,10 @@ impl TripReader for ParquetTripReader {
             }
         }
         if let Some(p) = self.kind.pickup_column() {
-            let ts = arrays[p].as_any().downcast_ref::<TimestampMicrosecondArray>().expect("timestamp");
+            let ts = arrays[p]
+                .as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .expect("timestamp");
             for (row, err) in row_error.iter_mut().enumerate() {
                 if ts.is_null(row) && err.is_none() {
                     *err = Some((
@@ -295,7 +331,8 @@ impl TripReader for ParquetTripReader {
                 }
             }
         }
-        let batch = RecordBatch::try_new(self.kind.schema(), arrays).expect("converted to the table schema");
+        let batch = RecordBatch::try_new(self.kind.schema(), arrays)
+            .expect("converted to the table schema");
         let mut quarantined = Vec::new();
         let batch = if row_error.iter().any(Option::is_some) {
             let options = FormatOptions::default().with_null("");
@@ -306,14 +343,25 @@ impl TripReader for ParquetTripReader {
                 .collect();
             let schema = file_batch.schema();
             for (row, err) in row_error.iter().enumerate() {
-                let Some((column, reason)) = err else { continue };
+                let Some((column, reason)) = err else {
+                    continue;
+                };
                 let value = schema
                     .index_of(column)
                     .ok()
-                    .or_else(|| schema.fields().iter().position(|f| f.name().eq_ignore_ascii_case(column)))
+                    .or_else(|| {
+                        schema
+                            .fields()
+                            .iter()
+                            .position(|f| f.name().eq_ignore_ascii_case(column))
+                    })
                     .map(|c| formatters[c].value(row).to_string())
                     .unwrap_or_default();
-                let record = formatters.iter().map(|f| f.value(row).to_string()).collect::<Vec<_>>().join(",");
+                let record = formatters
+                    .iter()
+                    .map(|f| f.value(row).to_string())
+                    .collect::<Vec<_>>()
+                    .join(",");
                 quarantined.push(QuarantinedRow {
                     line: self.rows_seen + row as u64 + 1,
                     column: Some(column.clone()),
@@ -328,7 +376,8 @@ impl TripReader for ParquetTripReader {
             batch
         };
         self.rows_seen += n as u64;
-        self.progress.add_bytes((n as f64 * self.bytes_per_row) as u64);
+        self.progress
+            .add_bytes((n as f64 * self.bytes_per_row) as u64);
         Ok(Some(ParsedBatch { batch, quarantined }))
     }
 

@@ -52,7 +52,7 @@ impl Pickup {
     /// Typical door-to-door speed for a trip of `miles` starting now: longer trips use highways.
     pub(crate) fn speed_mph(&self, miles: f64) -> f64 {
         let street = SPEED_MPH[self.hour] * if self.weekend { 1.15 } else { 1.0 };
-        street * (1.0 + miles.min(20.0) / 20.0 * 0.8)
+        street * (1.0 + miles.min(20.0) / 20.0 * 0.7)
     }
 }
 

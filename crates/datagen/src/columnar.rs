@@ -41,7 +41,7 @@ pub(crate) enum Columns {
     Taxi(Box<TaxiColumns>),
     Fhv(Box<FhvColumns>),
     Hv(Box<HvColumns>),
-    Zones(ZoneColumns),
+    Zones(Box<ZoneColumns>),
 }
 
 impl Columns {
@@ -50,7 +50,7 @@ impl Columns {
             TripKind::Yellow | TripKind::Green => Self::Taxi(Box::new(TaxiColumns::new(capacity))),
             TripKind::Fhv => Self::Fhv(Box::new(FhvColumns::new(capacity))),
             TripKind::Fhvhv => Self::Hv(Box::new(HvColumns::new(capacity))),
-            TripKind::Zones => Self::Zones(ZoneColumns::new(capacity)),
+            TripKind::Zones => Self::Zones(Box::new(ZoneColumns::new(capacity))),
         }
     }
 

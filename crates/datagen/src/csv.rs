@@ -388,7 +388,7 @@ fn push_cents(buf: &mut Vec<u8>, v: i64) {
     if fraction != 0 {
         buf.push(b'.');
         buf.push(b'0' + (fraction / 10) as u8);
-        if fraction % 10 != 0 {
+        if !fraction.is_multiple_of(10) {
             buf.push(b'0' + (fraction % 10) as u8);
         }
     }

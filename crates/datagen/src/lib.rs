@@ -23,7 +23,8 @@
 //! - zones weighted by kind (yellow: Manhattan and the airports; green: outer boroughs and upper Manhattan;
 //!   for-hire: the whole city), distances from approximate zone positions, durations from the hour's speed;
 //! - fares from the meter rules of the month, surcharges that existed in that month (columns that did not exist
-//!   yet are null), and `total_amount` the exact sum of its parts in cents;
+//!   yet are null), and `total_amount` the exact sum of its parts in cents (in CSV, which has no `airport_fee` or
+//!   `cbd_congestion_fee` column, as in the TLC's CSV files, the total still includes those fees);
 //! - the null patterns of the real files (a block of nulls in about 4% of 2020+ yellow/green rows; for-hire
 //!   zones often null).
 //!
@@ -178,7 +179,7 @@ pub struct DatagenReport {
 /// batches or [`write`](Self::write) for a file.
 ///
 /// For [`TripKind::Zones`] the zone lookup always has its 265 rows (LocationID 1..=265): the requested row
-/// count is ignored, and so are the month and the seed.
+/// count is ignored, and so are the month and the seed (which still picks the dirty rows, if any).
 #[derive(Debug, Clone)]
 pub struct TripGenerator {
     kind: TripKind,
@@ -281,7 +282,7 @@ impl TripGenerator {
         let base = mix(mix(self.seed)
             ^ mix(0x6b69_6e64_0000 | self.kind as u64)
             ^ mix(month.rotate_left(32)));
-        (mix(base ^ 0x636c_6561_6e), mix(base ^ 0x6469_7274_79))
+        (mix(base ^ 0x0063_6c65_616e), mix(base ^ 0x0064_6972_7479))
     }
 
     /// Row `index`, clean.

@@ -56,38 +56,60 @@ impl Rng {
     }
 }
 
-/// Draws items in proportion to fixed weights (cumulative table, binary search).
+/// Draws items in proportion to fixed weights in constant time (Vose's alias method): one random number picks a
+/// slot and decides between the slot's item and its alias.
 #[derive(Debug, Clone)]
 pub(crate) struct Weighted<T> {
-    cumulative: Vec<f64>,
     items: Vec<T>,
+    /// Chance of keeping the slot's own item, scaled to `u32::MAX + 1`.
+    keep: Vec<u64>,
+    alias: Vec<u32>,
 }
 
 impl<T: Copy> Weighted<T> {
     /// A table from `(item, weight)` pairs; items with a weight of zero or less are never drawn.
     pub(crate) fn new(pairs: impl IntoIterator<Item = (T, f64)>) -> Self {
-        let mut cumulative = Vec::new();
-        let mut items = Vec::new();
-        let mut total = 0.0;
-        for (item, w) in pairs {
-            if w > 0.0 {
-                total += w;
-                cumulative.push(total);
-                items.push(item);
-            }
-        }
+        let (items, weights): (Vec<T>, Vec<f64>) =
+            pairs.into_iter().filter(|(_, w)| *w > 0.0).unzip();
         assert!(
             !items.is_empty(),
             "a weighted table needs at least one positive weight"
         );
-        Self { cumulative, items }
+        let n = items.len();
+        let total: f64 = weights.iter().sum();
+        let mut scaled: Vec<f64> = weights.iter().map(|w| w * n as f64 / total).collect();
+        let mut alias: Vec<u32> = (0..n as u32).collect();
+        let (mut small, mut large): (Vec<usize>, Vec<usize>) =
+            (0..n).partition(|&i| scaled[i] < 1.0);
+        while let (Some(&s), Some(&l)) = (small.last(), large.last()) {
+            small.pop();
+            alias[s] = l as u32;
+            scaled[l] -= 1.0 - scaled[s];
+            if scaled[l] < 1.0 {
+                large.pop();
+                small.push(l);
+            }
+        }
+        // What is left is 1.0 up to rounding: always keep.
+        for i in small.into_iter().chain(large) {
+            scaled[i] = 1.0;
+        }
+        let keep = scaled
+            .iter()
+            .map(|p| (p.clamp(0.0, 1.0) * 4_294_967_296.0) as u64)
+            .collect();
+        Self { items, keep, alias }
     }
 
     pub(crate) fn sample(&self, rng: &mut Rng) -> T {
-        let total = *self.cumulative.last().expect("non-empty");
-        let u = rng.unit() * total;
-        let i = self.cumulative.partition_point(|&c| c <= u);
-        self.items[i.min(self.items.len() - 1)]
+        let u = rng.next_u64();
+        let slot = (((u >> 32) * self.items.len() as u64) >> 32) as usize;
+        let i = if (u & 0xFFFF_FFFF) < self.keep[slot] {
+            slot
+        } else {
+            self.alias[slot] as usize
+        };
+        self.items[i]
     }
 }
 
@@ -116,14 +138,18 @@ mod tests {
 
     #[test]
     fn weighted_draws_follow_their_weights() {
-        let table = Weighted::new([('a', 1.0), ('b', 0.0), ('c', 3.0)]);
+        let table = Weighted::new([('a', 1.0), ('b', 0.0), ('c', 3.0), ('d', 0.5), ('e', 5.5)]);
         let mut rng = Rng::for_row(3, 3);
-        let mut counts = [0u32; 3];
-        for _ in 0..40_000 {
+        let mut counts = [0u32; 5];
+        for _ in 0..100_000 {
             counts[(table.sample(&mut rng) as u8 - b'a') as usize] += 1;
         }
         assert_eq!(counts[1], 0);
-        let ratio = f64::from(counts[2]) / f64::from(counts[0]);
-        assert!((2.7..3.3).contains(&ratio), "{counts:?}");
+        for (i, expected) in [(0, 0.1), (2, 0.3), (3, 0.05), (4, 0.55)] {
+            let share = f64::from(counts[i]) / 100_000.0;
+            assert!((share - expected).abs() < 0.01, "{counts:?}");
+        }
+        let single = Weighted::new([(7, 2.0)]);
+        assert_eq!(single.sample(&mut rng), 7);
     }
 }

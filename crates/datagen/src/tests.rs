@@ -478,7 +478,7 @@ fn distance_duration_and_fare_agree() {
     for row in 0..batch.num_rows() {
         let hours = (dropoff[row].unwrap() - pickup[row].unwrap()) as f64 / 3.6e9;
         let miles = distance.value(row);
-        assert!(miles >= 0.1 && miles < 60.0, "row {row}: {miles} miles");
+        assert!((0.1..60.0).contains(&miles), "row {row}: {miles} miles");
         let mph = miles / hours;
         assert!((0.5..60.0).contains(&mph), "row {row}: {mph} mph");
         if rate[row] == Some(1) {

@@ -345,7 +345,7 @@ impl TripModel {
             && from.borough != Borough::Ewr;
         let tolls = if rate_code == 3 {
             era.newark_tolls()
-        } else if crosses_water && rng.chance(0.4) {
+        } else if crosses_water && miles > 3.0 && rng.chance(0.3) {
             era.toll()
         } else {
             0
@@ -482,7 +482,7 @@ impl TripModel {
             4 => 2800,
             _ => 2907,
         };
-        let wait = rng.int(20, 300) * MICROS_PER_SECOND;
+        let wait = rng.int(10, 180) * MICROS_PER_SECOND;
         let response = rng.int(60, 600) * MICROS_PER_SECOND;
         let on_scene = p.micros - wait;
 
@@ -560,8 +560,7 @@ fn trip_miles(pu: i32, dz: i32, rng: &mut Rng) -> f64 {
     } else if pu == dz {
         rng.uniform(0.3, 1.6)
     } else {
-        let (dx, dy) = (a.pos.0 - b.pos.0, a.pos.1 - b.pos.1);
-        dx.hypot(dy) * 1.3 * rng.uniform(0.85, 1.2) + 0.2
+        a.miles_to(b) * 1.25 * rng.uniform(0.85, 1.2) + 0.2
     };
     (miles * 100.0).round().max(10.0) / 100.0
 }

@@ -101,11 +101,16 @@ pub(crate) struct Zone {
     pub(crate) area: Area,
     pub(crate) name: String,
     pub(crate) service_zone: &'static str,
-    /// Approximate position in miles east and north of Midtown.
+    /// Approximate position in miles east and north of 42nd street in Midtown.
     pub(crate) pos: (f64, f64),
 }
 
 impl Zone {
+    /// Straight-line miles between the two zones' positions.
+    pub(crate) fn miles_to(&self, other: &Zone) -> f64 {
+        (self.pos.0 - other.pos.0).hypot(self.pos.1 - other.pos.1)
+    }
+
     /// Manhattan south of 96th street: trips touching it pay the congestion surcharge (since 2019-02).
     pub(crate) fn in_congestion_zone(&self) -> bool {
         matches!(self.area, Area::Downtown | Area::Midtown | Area::Uptown) && self.id != 202
@@ -166,10 +171,11 @@ fn build_zone(id: i32) -> Zone {
         (EWR, ..) => (-10.0, -5.0),
         (JFK, ..) => (11.0, -7.0),
         (LGA, ..) => (6.0, 3.0),
-        (_, Area::Downtown, _) => (jx * 1.6 - 0.8, -5.0 + jy * 3.0),
-        (_, Area::Midtown, _) => (jx * 1.6 - 0.8, -2.0 + jy * 3.5),
-        (_, Area::Uptown, _) => (jx * 1.6 - 0.8, 1.5 + jy * 3.5),
-        (_, Area::North, _) => (jx * 1.6 - 0.3, 5.0 + jy * 5.0),
+        // Manhattan, in miles north of 42nd street: Battery -4.5, 14th -1.4, 59th 0.9, 110th 3.5, Inwood 8.5.
+        (_, Area::Downtown, _) => (jx * 1.4 - 0.9, -4.5 + jy * 3.1),
+        (_, Area::Midtown, _) => (jx * 1.4 - 0.6, -1.4 + jy * 2.3),
+        (_, Area::Uptown, _) => (jx * 1.4 - 0.3, 0.9 + jy * 2.6),
+        (_, Area::North, _) => (jx * 1.2, 3.5 + jy * 5.0),
         (_, _, Borough::Queens) => box_at(6.0, -1.0, 3.5),
         (_, _, Borough::Brooklyn) => box_at(1.0, -7.0, 3.0),
         (_, _, Borough::Bronx) => box_at(3.0, 9.5, 2.5),
@@ -236,35 +242,49 @@ pub(crate) enum Pattern {
     ForHire,
 }
 
-/// Pickup and dropoff zone draws for one pattern.
+/// Pickup and dropoff zone draws for one pattern: pickups by zone weight, dropoffs by zone weight times a
+/// decay with distance from the pickup (a gravity model), so most trips are short and airport trips are long.
 #[derive(Debug, Clone)]
 pub(crate) struct ZoneSampler {
     pickup: Weighted<i32>,
-    dropoff: Weighted<i32>,
+    /// Dropoff draws for each pickup zone, LocationID order.
+    dropoff: Vec<Weighted<i32>>,
 }
 
 impl ZoneSampler {
     pub(crate) fn new(pattern: Pattern) -> Self {
-        let table = |f: &dyn Fn(&Zone) -> f64| {
-            Weighted::new(
-                zones()
-                    .iter()
-                    .map(|z| (z.id, f(z) * (0.6 + 0.8 * jitter(z.id, 3)))),
-            )
+        let fixed = |z: &Zone| 0.6 + 0.8 * jitter(z.id, 3);
+        let pickup = Weighted::new(
+            zones()
+                .iter()
+                .map(|z| (z.id, pickup_weight(pattern, z) * fixed(z))),
+        );
+        let reach = match pattern {
+            Pattern::Yellow => 1.6,
+            Pattern::Green => 1.8,
+            Pattern::ForHire => 2.4,
         };
-        let pickup = table(&|z| pickup_weight(pattern, z));
-        let dropoff = table(&|z| dropoff_weight(pattern, z));
+        let dropoff = zones()
+            .iter()
+            .map(|from| {
+                Weighted::new(zones().iter().map(|to| {
+                    let decay = match (from.area, to.area) {
+                        (Area::Airport | Area::Unknown, _) | (_, Area::Airport | Area::Unknown) => {
+                            0.25
+                        }
+                        _ => (-from.miles_to(to) / reach).exp() + 0.02,
+                    };
+                    (to.id, dropoff_weight(pattern, to) * fixed(to) * decay)
+                }))
+            })
+            .collect();
         Self { pickup, dropoff }
     }
 
-    /// A (pickup, dropoff) pair; dropoffs lean towards the pickup's borough.
+    /// A (pickup, dropoff) pair.
     pub(crate) fn pair(&self, rng: &mut Rng) -> (i32, i32) {
         let pu = self.pickup.sample(rng);
-        let mut dropoff = self.dropoff.sample(rng);
-        if zone(dropoff).borough != zone(pu).borough && rng.chance(0.35) {
-            dropoff = self.dropoff.sample(rng);
-        }
-        (pu, dropoff)
+        (pu, self.dropoff[(pu - 1) as usize].sample(rng))
     }
 }
 

@@ -3,13 +3,16 @@
 //! quarantine whole, with its line, column, value and reason. Nothing is inferred from the data.
 
 use std::io::Read;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+
+use ::csv::ByteRecord;
 use std::sync::Arc;
 
 use arrow::array::{
     ArrayRef, Float64Builder, Int32Builder, Int64Builder, RecordBatch, StringBuilder,
     TimestampMicrosecondBuilder,
 };
-use tripline_core::time::parse_timestamp;
+use tripline_core::time::{parse_timestamp, parse_timestamp_bytes};
 use tripline_core::{ColumnSpec, ColumnType, QuarantinedRow, SchemaDrift, TripKind};
 
 use super::{ParsedBatch, SharedHash, SourceFormat, TripReader, hex, map_columns, read_error};
@@ -19,12 +22,12 @@ use crate::error::{IngestError, Result};
 pub struct CsvTripReader {
     name: String,
     kind: TripKind,
-    reader: ::csv::Reader<Box<dyn Read + Send>>,
+    /// Chunks of raw records from the splitter thread, and the way back for their buffers.
+    chunks: Receiver<Result<Vec<ByteRecord>>>,
+    recycle: SyncSender<Vec<ByteRecord>>,
     /// For each table column, the field index in the file.
     field_of_column: Vec<Option<usize>>,
     header_fields: usize,
-    batch_rows: usize,
-    record: ::csv::ByteRecord,
     values: Vec<Value>,
     drift: Vec<SchemaDrift>,
     format: SourceFormat,
@@ -66,14 +69,22 @@ impl CsvTripReader {
             ));
         }
         let (field_of_column, drift) = map_header(name, kind, &header)?;
+        // Splitting the byte stream into records runs on its own thread, so splitting, value parsing and the
+        // sink's encoding overlap across cores.
+        let (chunk_tx, chunks) = sync_channel(2);
+        let (recycle, recycled) = sync_channel(4);
+        let splitter_name = name.to_string();
+        std::thread::Builder::new()
+            .name("csv-split".into())
+            .spawn(move || split_records(reader, &splitter_name, batch_rows, &chunk_tx, &recycled))
+            .map_err(|e| IngestError::bad(name, format!("cannot start a reader thread: {e}")))?;
         Ok(Self {
             name: name.to_string(),
             kind,
-            reader,
+            chunks,
+            recycle,
             field_of_column,
             header_fields: header.len(),
-            batch_rows,
-            record: ::csv::ByteRecord::new(),
             values: vec![Value::Null; kind.columns().len()],
             drift,
             format,
@@ -83,12 +94,15 @@ impl CsvTripReader {
     }
 
     /// Parse the current record into `self.values`, or say what is wrong with it.
-    fn parse_record(&mut self) -> Result<(), (Option<&'static str>, String, String)> {
-        if self.record.len() != self.header_fields {
+    fn parse_record(
+        &mut self,
+        record: &ByteRecord,
+    ) -> Result<(), (Option<&'static str>, String, String)> {
+        if record.len() != self.header_fields {
             let reason = format!(
                 "expected {} fields as in the header, found {}",
                 self.header_fields,
-                self.record.len()
+                record.len()
             );
             return Err((None, String::new(), reason));
         }
@@ -97,7 +111,7 @@ impl CsvTripReader {
                 self.values[i] = Value::Null;
                 continue;
             };
-            let raw = &self.record[field];
+            let raw = &record[field];
             let fail = |reason: String| {
                 (
                     Some(spec.name),
@@ -105,8 +119,7 @@ impl CsvTripReader {
                     reason,
                 )
             };
-            let text = std::str::from_utf8(raw).map_err(|_| fail("not valid UTF-8".into()))?;
-            self.values[i] = parse_value(spec, text.trim(), field).map_err(fail)?;
+            self.values[i] = parse_value(spec, raw, field).map_err(fail)?;
             if self.kind.pickup_column() == Some(i) && matches!(self.values[i], Value::Null) {
                 return Err(fail(
                     "the pickup time is missing: the trip cannot be placed in a month".into(),
@@ -117,17 +130,19 @@ impl CsvTripReader {
     }
 }
 
-fn parse_value(spec: &ColumnSpec, text: &str, field: usize) -> Result<Value, String> {
-    if text.is_empty() {
+fn parse_value(spec: &ColumnSpec, raw: &[u8], field: usize) -> Result<Value, String> {
+    let raw = trim_ascii(raw);
+    if raw.is_empty() {
         return Ok(Value::Null);
     }
     let expected = || format!("expected {}", spec.ty.expected());
+    let text = || std::str::from_utf8(raw).map_err(|_| "not valid UTF-8".to_string());
     match spec.ty {
         ColumnType::Int32 | ColumnType::Int64 => {
-            let v = match text.parse::<i64>() {
-                Ok(v) => v,
+            let v = match fast_i64(raw) {
+                Some(v) => v,
                 // Since 2020 the TLC writes some integer columns as floats ("1.0"); accept whole values only.
-                Err(_) => match text.parse::<f64>() {
+                None => match text()?.parse::<f64>() {
                     Ok(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e15 => f as i64,
                     Ok(_) => return Err(format!("{}, found a fraction", expected())),
                     Err(_) => return Err(expected()),
@@ -139,13 +154,80 @@ fn parse_value(spec: &ColumnSpec, text: &str, field: usize) -> Result<Value, Str
             spec.domain.check_int(v).map_err(str::to_string)?;
             Ok(Value::Int(v))
         }
-        ColumnType::Float64 => match text.parse::<f64>() {
-            Ok(f) if f.is_finite() => Ok(Value::Float(f)),
-            _ => Err(expected()),
+        ColumnType::Float64 => match fast_f64(raw) {
+            Some(f) => Ok(Value::Float(f)),
+            None => match text()?.parse::<f64>() {
+                Ok(f) if f.is_finite() => Ok(Value::Float(f)),
+                _ => Err(expected()),
+            },
         },
-        ColumnType::Timestamp => parse_timestamp(text).map(Value::Int).ok_or_else(expected),
-        ColumnType::Utf8 => Ok(Value::Text(field)),
+        ColumnType::Timestamp => parse_timestamp_bytes(raw)
+            .map(Value::Int)
+            .ok_or_else(expected),
+        ColumnType::Utf8 => text().map(|_| Value::Text(field)),
     }
+}
+
+fn trim_ascii(b: &[u8]) -> &[u8] {
+    match (b.first(), b.last()) {
+        (Some(f), Some(l)) if !f.is_ascii_whitespace() && !l.is_ascii_whitespace() => b,
+        _ => b.trim_ascii(),
+    }
+}
+
+/// Plain decimal integers (`-12`, `265`): the common case, parsed without UTF-8 checks. `None` defers to the
+/// general parser (floats like `1.0`, or anything unusual).
+fn fast_i64(b: &[u8]) -> Option<i64> {
+    let (neg, digits) = match b.first()? {
+        b'-' => (true, &b[1..]),
+        b'+' => (false, &b[1..]),
+        _ => (false, b),
+    };
+    if digits.is_empty() || digits.len() > 18 {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &c in digits {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + i64::from(c - b'0');
+    }
+    Some(if neg { -v } else { v })
+}
+
+/// Plain decimals with at most 15 significant digits (`8.5`, `.20`, `-3`): the mantissa and 10^k are exact in an
+/// f64 and IEEE division rounds correctly, so the result is bit-identical to the standard parser (Clinger's fast
+/// path). `None` defers to the standard parser (exponents, long digit strings, anything unusual).
+fn fast_f64(b: &[u8]) -> Option<f64> {
+    const POW10: [f64; 16] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+    ];
+    let (neg, rest) = match b.first()? {
+        b'-' => (true, &b[1..]),
+        b'+' => (false, &b[1..]),
+        _ => (false, b),
+    };
+    let mut mantissa: u64 = 0;
+    let mut digits = 0usize;
+    let mut frac_digits = 0usize;
+    let mut seen_dot = false;
+    for &c in rest {
+        match c {
+            b'0'..=b'9' => {
+                mantissa = mantissa * 10 + u64::from(c - b'0');
+                digits += 1;
+                frac_digits += usize::from(seen_dot);
+            }
+            b'.' if !seen_dot => seen_dot = true,
+            _ => return None,
+        }
+    }
+    if digits == 0 || digits > 15 {
+        return None;
+    }
+    let v = mantissa as f64 / POW10[frac_digits];
+    Some(if neg { -v } else { v })
 }
 
 /// Match header names to table columns; refuse a header that is missing or belongs to another kind.
@@ -209,6 +291,42 @@ fn csv_error(name: &str, e: &::csv::Error) -> IngestError {
     }
 }
 
+/// Read raw records in chunks of `rows`, reusing the buffers the parser hands back. Ends at the end of the input,
+/// at the first read error (sent on), or when the parser hangs up.
+fn split_records(
+    mut reader: ::csv::Reader<Box<dyn Read + Send>>,
+    name: &str,
+    rows: usize,
+    chunks: &SyncSender<Result<Vec<ByteRecord>>>,
+    recycled: &Receiver<Vec<ByteRecord>>,
+) {
+    loop {
+        let mut chunk = recycled.try_recv().unwrap_or_default();
+        let mut n = 0;
+        let mut end = false;
+        while n < rows {
+            if n == chunk.len() {
+                chunk.push(ByteRecord::new());
+            }
+            match reader.read_byte_record(&mut chunk[n]) {
+                Ok(true) => n += 1,
+                Ok(false) => {
+                    end = true;
+                    break;
+                }
+                Err(e) => {
+                    let _ = chunks.send(Err(csv_error(name, &e)));
+                    return;
+                }
+            }
+        }
+        chunk.truncate(n);
+        if (n > 0 && chunks.send(Ok(chunk)).is_err()) || end {
+            return;
+        }
+    }
+}
+
 enum Builder {
     I32(Int32Builder),
     I64(Int64Builder),
@@ -228,14 +346,14 @@ impl Builder {
         }
     }
 
-    fn append(&mut self, v: Value, record: &::csv::ByteRecord) {
+    fn append(&mut self, v: Value, record: &ByteRecord) {
         match (self, v) {
             (Self::I32(b), Value::Int(x)) => b.append_value(x as i32),
             (Self::I64(b), Value::Int(x)) => b.append_value(x),
             (Self::F64(b), Value::Float(x)) => b.append_value(x),
             (Self::Ts(b), Value::Int(x)) => b.append_value(x),
             (Self::Str(b), Value::Text(f)) => {
-                b.append_value(std::str::from_utf8(&record[f]).expect("validated").trim());
+                b.append_value(std::str::from_utf8(trim_ascii(&record[f])).expect("validated"));
             }
             (Self::I32(b), _) => b.append_null(),
             (Self::I64(b), _) => b.append_null(),
@@ -280,46 +398,36 @@ impl TripReader for CsvTripReader {
         if self.done {
             return Ok(None);
         }
+        let chunk = match self.chunks.recv() {
+            Ok(chunk) => chunk?,
+            Err(_) => {
+                self.done = true;
+                return Ok(None);
+            }
+        };
         let columns = self.kind.columns();
         let mut builders: Vec<Builder> = columns
             .iter()
-            .map(|c| Builder::new(c.ty, self.batch_rows))
+            .map(|c| Builder::new(c.ty, chunk.len()))
             .collect();
         let mut quarantined = Vec::new();
-        let mut rows = 0usize;
-        let mut seen = 0usize;
-        while rows < self.batch_rows {
-            let more = self
-                .reader
-                .read_byte_record(&mut self.record)
-                .map_err(|e| csv_error(&self.name, &e))?;
-            if !more {
-                self.done = true;
-                break;
-            }
-            seen += 1;
-            match self.parse_record() {
+        for record in &chunk {
+            match self.parse_record(record) {
                 Ok(()) => {
                     for (b, v) in builders.iter_mut().zip(&self.values) {
-                        b.append(*v, &self.record);
+                        b.append(*v, record);
                     }
-                    rows += 1;
                 }
                 Err((column, value, reason)) => quarantined.push(QuarantinedRow {
-                    line: self.record.position().map_or(0, |p| p.line()),
+                    line: record.position().map_or(0, |p| p.line()),
                     column: column.map(str::to_string),
                     value,
                     reason,
-                    record: render_record(&self.record),
+                    record: render_record(record),
                 }),
             }
-            if seen >= self.batch_rows * 4 && rows == 0 {
-                break; // a long run of bad rows: hand them over without waiting for good ones
-            }
         }
-        if rows == 0 && quarantined.is_empty() {
-            return Ok(None);
-        }
+        let _ = self.recycle.try_send(chunk);
         let arrays: Vec<ArrayRef> = builders.into_iter().map(Builder::finish).collect();
         let batch =
             RecordBatch::try_new(self.kind.schema(), arrays).expect("builders follow the schema");
@@ -394,11 +502,55 @@ mod tests {
     #[test]
     fn integers_written_as_whole_floats_are_accepted_and_fractions_are_not() {
         let spec = TripKind::Yellow.columns()[3];
-        assert!(matches!(parse_value(&spec, "1.0", 0), Ok(Value::Int(1))));
+        assert!(matches!(parse_value(&spec, b"1.0", 0), Ok(Value::Int(1))));
+        assert!(matches!(parse_value(&spec, b" 2 ", 0), Ok(Value::Int(2))));
         assert_eq!(
-            parse_value(&spec, "1.5", 0).unwrap_err(),
+            parse_value(&spec, b"1.5", 0).unwrap_err(),
             "expected an integer, found a fraction"
         );
+    }
+
+    #[test]
+    fn the_fast_number_paths_agree_with_the_standard_parser_bit_for_bit() {
+        let samples = [
+            "0",
+            "8",
+            "11.8",
+            ".20",
+            "-0.5",
+            "+3.25",
+            "2.10",
+            "123456789.12345",
+            "0.30000000000000004",
+            "1e3",
+            "1.5E-2",
+            "nan",
+            "inf",
+            "1..2",
+            "-",
+            "",
+            "9999999999999999",
+            "00012.500",
+        ];
+        for s in samples {
+            let std = s.parse::<f64>().ok().filter(|f| f.is_finite());
+            if let Some(fast) = fast_f64(s.as_bytes()) {
+                assert_eq!(Some(fast.to_bits()), std.map(f64::to_bits), "{s}");
+            }
+            if let Some(fast) = fast_i64(s.as_bytes()) {
+                assert_eq!(Ok(fast), s.parse::<i64>(), "{s}");
+            }
+        }
+        // A sweep of cent amounts, the bulk of TLC money columns.
+        for cents in -5_000i64..500_000 {
+            let sign = if cents < 0 { "-" } else { "" };
+            let s = format!("{sign}{}.{:02}", (cents / 100).abs(), (cents % 100).abs());
+            assert_eq!(
+                fast_f64(s.as_bytes()).map(f64::to_bits),
+                s.parse::<f64>().ok().map(f64::to_bits),
+                "{s}"
+            );
+        }
     }
 
     #[test]

@@ -399,3 +399,54 @@ fn a_full_disk_is_named_and_leaves_no_partial_file() {
         "no committed or staged file may remain: {files:?}"
     );
 }
+
+#[test]
+fn usage_and_configuration_errors_exit_2_and_name_what_is_wrong() {
+    let project = tempfile::tempdir().unwrap();
+    let run = tripline(project.path(), &["ingest", "x.csv", "--kind", "taxi"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("unknown kind 'taxi'"), "{}", run.stderr);
+
+    std::fs::write(project.path().join("tripline.toml"), "[lake]\nroot = 5\n").unwrap();
+    let run = tripline(project.path(), &["ingest", "x.csv", "--kind", "yellow"]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("tripline.toml") && run.stderr.contains("root"),
+        "{}",
+        run.stderr
+    );
+
+    std::fs::remove_file(project.path().join("tripline.toml")).unwrap();
+    let out = std::process::Command::new(bin())
+        .arg("-C")
+        .arg(project.path())
+        .args(["run"])
+        .env("TRIPLINE_PIPELINE_MONTH", "2021-13")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("TRIPLINE_") && stderr.contains("2021-13"),
+        "{stderr}"
+    );
+
+    let sample = shared_data().join("samples/rides_yellow_2020-07_head265.csv");
+    let run = tripline(
+        project.path(),
+        &[
+            "ingest",
+            sample.to_str().unwrap(),
+            "--kind",
+            "yellow",
+            "--mode",
+            "merge",
+        ],
+    );
+    assert_eq!(run.code, 2, "--mode merge does not apply to the lake");
+    assert!(
+        run.stderr.contains("--mode merge applies to PostgreSQL"),
+        "{}",
+        run.stderr
+    );
+}

@@ -140,30 +140,35 @@ impl Config {
             Err(source) => return Err(ConfigError::Read { path, source }),
         };
         let origin = path.display().to_string();
-        let mut table: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+        // The file alone first, so its errors point at the line and key.
+        toml::from_str::<Config>(&text).map_err(|e| ConfigError::Invalid {
             origin: origin.clone(),
-            message: e.to_string(),
+            message: e.to_string().trim_end().to_string(),
         })?;
+        let file_table: toml::Table = toml::from_str(&text).expect("parsed above");
         let overrides: BTreeMap<String, String> = env
             .into_iter()
             .filter(|(k, _)| k.starts_with("TRIPLINE_"))
             .collect();
+        let mut table = file_table.clone();
         for (var, value) in &overrides {
             apply_override(&mut table, var, value)?;
+            // Check each override on its own so the error names the variable that is wrong.
+            let mut alone = file_table.clone();
+            apply_override(&mut alone, var, value)?;
+            if let Err(e) = toml::Value::Table(alone).try_into::<Config>() {
+                return Err(ConfigError::Invalid {
+                    origin: format!("{var}={value}"),
+                    message: e.message().to_string(),
+                });
+            }
         }
         let config: Config =
             toml::Value::Table(table)
                 .try_into()
-                .map_err(|e: toml::de::Error| {
-                    let origin = if overrides.is_empty() {
-                        origin.clone()
-                    } else {
-                        format!("{origin} (with TRIPLINE_* overrides)")
-                    };
-                    ConfigError::Invalid {
-                        origin,
-                        message: e.message().to_string(),
-                    }
+                .map_err(|e: toml::de::Error| ConfigError::Invalid {
+                    origin: format!("{origin} with TRIPLINE_* overrides"),
+                    message: e.message().to_string(),
                 })?;
         Ok(config)
     }

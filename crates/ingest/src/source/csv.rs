@@ -35,6 +35,9 @@ pub struct CsvTripReader {
     done: bool,
 }
 
+/// Records per chunk handed from the splitter thread to the parser (and so the most rows in one CSV batch).
+const CHUNK_ROWS: usize = 16_384;
+
 /// A parsed field value, held until the whole row is known to be valid.
 #[derive(Debug, Clone, Copy)]
 enum Value {
@@ -71,12 +74,14 @@ impl CsvTripReader {
         let (field_of_column, drift) = map_header(name, kind, &header)?;
         // Splitting the byte stream into records runs on its own thread, so splitting, value parsing and the
         // sink's encoding overlap across cores.
+        // Chunks stay small so the records in flight (a few chunks) take tens of MiB, not hundreds.
+        let chunk_rows = batch_rows.min(CHUNK_ROWS);
         let (chunk_tx, chunks) = sync_channel(2);
-        let (recycle, recycled) = sync_channel(4);
+        let (recycle, recycled) = sync_channel(3);
         let splitter_name = name.to_string();
         std::thread::Builder::new()
             .name("csv-split".into())
-            .spawn(move || split_records(reader, &splitter_name, batch_rows, &chunk_tx, &recycled))
+            .spawn(move || split_records(reader, &splitter_name, chunk_rows, &chunk_tx, &recycled))
             .map_err(|e| IngestError::bad(name, format!("cannot start a reader thread: {e}")))?;
         Ok(Self {
             name: name.to_string(),

@@ -83,11 +83,13 @@ pub async fn run(ctx: &Context, args: RunArgs) -> Result<(), Failure> {
     let lake = tripline_lake::Lake::open(&root, &ctx.project_dir).map_err(Failure::from_error)?;
     let lake_root = lake
         .local_root()
-        .map_or_else(|| lake.url().to_string(), |p| p.display().to_string());
+        .map_or_else(|| lake.url().to_string(), |p| p.display().to_string())
+        .trim_end_matches('/')
+        .to_string();
     ctx.out.say(format!(
         "\ndone: the lake is at {lake_root}\n  raw/yellow/year=YYYY/month=MM/*.parquet, raw/green/..., raw/zones/\n  \
          query it with any Parquet reader, e.g. python3 -c \"import duckdb; print(duckdb.sql(\\\"select count(*) \
-         from '{lake_root}/raw/*/*/*/*.parquet'\\\"))\""
+         from '{lake_root}/raw/yellow/*/*/*.parquet'\\\"))\""
     ));
     ctx.out.json(&PipelineReport {
         lake: lake_root,

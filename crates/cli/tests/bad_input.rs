@@ -115,7 +115,7 @@ fn every_corpus_case_gives_its_error_or_account() {
             let q = project
                 .path()
                 .join("quarantine/yellow")
-                .join(format!("{}.csv", case.file));
+                .join(format!("{}.quarantine.csv", case.file));
             let mut reader =
                 csv::Reader::from_path(&q).unwrap_or_else(|e| panic!("{}: {e}", q.display()));
             let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
@@ -171,7 +171,7 @@ fn dirty_generated_rows_are_all_quarantined_and_the_clean_ones_all_load() {
     assert_eq!(report["total"]["written"].as_u64().unwrap(), 30_000 - dirty);
     let q = project
         .path()
-        .join("quarantine/yellow/yellow_tripdata_2021-06.csv.csv");
+        .join("quarantine/yellow/yellow_tripdata_2021-06.csv.quarantine.csv");
     let lines = std::fs::read_to_string(q).unwrap().lines().count() as u64;
     assert_eq!(lines, dirty + 1);
 }

@@ -1,5 +1,5 @@
 //! Quarantine files: every rejected row of a source, with its line, column, value and reason, in a CSV beside the
-//! project (`quarantine/<kind>/<source>.csv`). Written under a temporary name and moved into place with the load's
+//! project (`quarantine/<kind>/<source>.quarantine.csv`). Written under a temporary name and moved into place with the load's
 //! commit, so the file always describes the committed load: a clean re-run removes it.
 
 use std::fs::File;
@@ -22,7 +22,7 @@ pub struct QuarantineFile {
 impl QuarantineFile {
     /// The quarantine file for `source` of `kind` under `dir`.
     pub fn new(dir: &Path, kind: TripKind, source: &str) -> Self {
-        let path = dir.join(kind.name()).join(format!("{source}.csv"));
+        let path = dir.join(kind.name()).join(format!("{source}.quarantine.csv"));
         let partial = path.with_extension(format!("csv.{}.partial", std::process::id()));
         Self {
             path,

@@ -22,7 +22,9 @@ pub struct QuarantineFile {
 impl QuarantineFile {
     /// The quarantine file for `source` of `kind` under `dir`.
     pub fn new(dir: &Path, kind: TripKind, source: &str) -> Self {
-        let path = dir.join(kind.name()).join(format!("{source}.quarantine.csv"));
+        let path = dir
+            .join(kind.name())
+            .join(format!("{source}.quarantine.csv"));
         let partial = path.with_extension(format!("csv.{}.partial", std::process::id()));
         Self {
             path,

@@ -5,6 +5,7 @@ mod datagen;
 mod ingest;
 mod output;
 mod run;
+mod sql;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +50,8 @@ enum Command {
     Ingest(ingest::IngestArgs),
     /// Run the project's pipeline on the embedded default: generate a month of trips and load it into the lake.
     Run(run::RunArgs),
+    /// Run SQL and BigQuery-style DDL in the warehouse over the lake (tables, external tables, dry runs).
+    Sql(sql::SqlArgs),
 }
 
 /// An error on its way to the user, with who must act on it.
@@ -134,6 +137,7 @@ fn main() -> ExitCode {
             Command::Datagen(args) => datagen::run(&ctx, args),
             Command::Ingest(args) => ingest::run(&ctx, args).await,
             Command::Run(args) => run::run(&ctx, args).await,
+            Command::Sql(args) => sql::run(&ctx, args).await,
         }
     });
     match result {

@@ -1,0 +1,341 @@
+//! The warehouse: SQL over the lake on DataFusion, with BigQuery-style DDL.
+//!
+//! Tables live in the lake root the [`tripline_lake::Lake`] uses:
+//! - a dataset is a folder `warehouse/<dataset>/`;
+//! - a table is a Delta table at `warehouse/<dataset>/<table>/`, written by `CREATE [OR REPLACE] TABLE ... AS
+//!   SELECT` in one Delta commit (a crash leaves the previous version), partitioned by a `DATE` column and with its
+//!   files sorted by the cluster columns, so DataFusion prunes partitions, files and row groups;
+//! - an external table is a definition `warehouse/<dataset>/_external/<table>.json` over files already in the lake
+//!   (the raw layer `ingest` writes), read in place.
+//!
+//! Every query reports the bytes it read and the files it opened; a dry run plans the query and reports the bytes of
+//! the files it would read after partition and file pruning, without reading them.
+
+mod catalog;
+mod date_udf;
+mod error;
+mod scan;
+pub mod statement;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::{RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::execution::context::SQLOptions;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use tripline_lake::Lake;
+
+pub use catalog::{TableInfo, TableKind};
+pub use error::{Result, WarehouseError};
+pub use scan::ScanReport;
+pub use statement::{ExternalFormat, PartitionSpec, Statement, TableName};
+
+/// Whether statements run or are only planned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RunMode {
+    /// Run the statement.
+    #[default]
+    Run,
+    /// Plan it and report the bytes it would read; change nothing.
+    DryRun,
+}
+
+/// What one statement did.
+#[derive(Debug, Clone)]
+pub struct StatementResult {
+    /// The statement, as written.
+    pub sql: String,
+    /// What kind of statement it was: `query`, `create_table`, `create_external_table`, `drop_table`,
+    /// `show_tables`, `describe`.
+    pub kind: &'static str,
+    /// The schema of the rows.
+    pub schema: SchemaRef,
+    /// The rows (empty for DDL and dry runs).
+    pub batches: Vec<RecordBatch>,
+    /// Bytes and files read (or, in a dry run, that would be read).
+    pub scan: ScanReport,
+    /// A sentence for people about what changed (DDL), if anything did.
+    pub message: Option<String>,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// Whether this was only planned.
+    pub dry_run: bool,
+}
+
+impl StatementResult {
+    /// Number of result rows.
+    pub fn row_count(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+/// The warehouse over one lake: a DataFusion session whose catalog holds the lake's datasets.
+pub struct Warehouse {
+    lake: Lake,
+    project_dir: PathBuf,
+    ctx: SessionContext,
+}
+
+impl Warehouse {
+    /// Open the warehouse in the lake at `root` (a path relative to `project_dir`, or a `file://` URL) and register
+    /// every dataset and table found under `warehouse/`.
+    pub async fn open(root: &str, project_dir: &Path) -> Result<Self> {
+        let lake = Lake::open(root, project_dir)?;
+        if lake.url().scheme() != "file" {
+            return Err(WarehouseError::NotSupported(format!(
+                "a warehouse on {} (Delta tables need the deltalake object-store feature for this scheme); use a \
+                 local lake for now",
+                lake.url().scheme()
+            )));
+        }
+        let mut config = SessionConfig::new()
+            // Column names as written, so `VendorID` works unquoted as in BigQuery and the TLC files.
+            .set_bool("datafusion.sql_parser.enable_ident_normalization", false);
+        // Read each Parquet footer exactly rather than a 512 KiB tail guess, which swallows whole small files: the
+        // bytes scanned are then what the query needed, and row groups pruned by statistics are never fetched.
+        config.options_mut().execution.parquet.metadata_size_hint = None;
+        // Delta's planner knows the plan nodes its writer adds; everything else plans as usual.
+        let state = SessionStateBuilder::new()
+            .with_default_features()
+            .with_config(config)
+            .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        ctx.register_udf(date_udf::date());
+        ctx.register_object_store(catalog::lake_store_url(), lake.store().clone());
+        let warehouse = Self {
+            lake,
+            project_dir: project_dir.to_path_buf(),
+            ctx,
+        };
+        warehouse.load_catalog().await?;
+        Ok(warehouse)
+    }
+
+    /// The lake the warehouse lives in.
+    pub fn lake(&self) -> &Lake {
+        &self.lake
+    }
+
+    /// The DataFusion session, for callers that build their own plans.
+    pub fn session(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// Run a script of one or more `;`-separated statements, in order; stops at the first failure.
+    pub async fn execute_script(
+        &self,
+        script: &str,
+        mode: RunMode,
+    ) -> Result<Vec<StatementResult>> {
+        let mut out = Vec::new();
+        for sql in statement::split_statements(script)? {
+            out.push(self.execute(&sql, mode).await?);
+        }
+        if out.is_empty() {
+            return Err(WarehouseError::Syntax("no SQL statement given".into()));
+        }
+        Ok(out)
+    }
+
+    /// Run (or plan) one statement.
+    pub async fn execute(&self, sql: &str, mode: RunMode) -> Result<StatementResult> {
+        let start = Instant::now();
+        let parsed = statement::parse_statement(sql)?;
+        let mut result = match parsed {
+            Statement::Query(q) => self.query(&q, mode).await?,
+            Statement::CreateTable(c) => self.create_table(&c, mode).await?,
+            Statement::CreateExternalTable(c) => self.create_external_table(&c, mode).await?,
+            Statement::DropTable { name, if_exists } => {
+                self.drop_table(&name, if_exists, mode).await?
+            }
+            Statement::ShowTables { dataset } => self.show_tables(dataset.as_deref()).await?,
+            Statement::Describe { name } => self.describe(&name).await?,
+        };
+        result.sql = sql.to_string();
+        result.seconds = start.elapsed().as_secs_f64();
+        result.dry_run = mode == RunMode::DryRun;
+        Ok(result)
+    }
+
+    async fn query(&self, sql: &str, mode: RunMode) -> Result<StatementResult> {
+        // DDL DataFusion would run in memory (CREATE VIEW, CREATE TABLE with a column list) is not ours to allow.
+        let options = SQLOptions::new().with_allow_ddl(false);
+        let df = self
+            .ctx
+            .sql_with_options(sql, options)
+            .await
+            .map_err(WarehouseError::query)?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let plan = df
+            .create_physical_plan()
+            .await
+            .map_err(WarehouseError::query)?;
+        let planned = scan::planned_files(&plan);
+        if mode == RunMode::DryRun {
+            return Ok(result("query", schema, Vec::new(), planned.report(), None));
+        }
+        let batches = datafusion::physical_plan::collect(plan.clone(), self.ctx.task_ctx())
+            .await
+            .map_err(WarehouseError::query)?;
+        let first_word = sql
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_ascii_uppercase();
+        if matches!(
+            first_word.as_str(),
+            "INSERT" | "DELETE" | "UPDATE" | "MERGE"
+        ) {
+            // Registered Delta tables are pinned to the version they were loaded at: pick up the new commit.
+            self.load_catalog().await?;
+        }
+        let report = ScanReport {
+            bytes_scanned: scan::bytes_scanned(&plan),
+            files_read: planned.files.len() as u64,
+            estimated: false,
+        };
+        Ok(result("query", schema, batches, report, None))
+    }
+
+    async fn show_tables(&self, dataset: Option<&str>) -> Result<StatementResult> {
+        let tables = self.list_tables(dataset).await?;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("dataset", DataType::Utf8, false),
+            Field::new("table", DataType::Utf8, false),
+            Field::new("type", DataType::Utf8, false),
+            Field::new("partition_by", DataType::Utf8, true),
+            Field::new("cluster_by", DataType::Utf8, true),
+            Field::new("location", DataType::Utf8, false),
+        ]));
+        let col = |f: &dyn Fn(&TableInfo) -> Option<String>| {
+            Arc::new(StringArray::from(
+                tables.iter().map(f).collect::<Vec<Option<String>>>(),
+            )) as _
+        };
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                col(&|t| Some(t.name.dataset.clone())),
+                col(&|t| Some(t.name.table.clone())),
+                col(&|t| Some(t.kind.to_string())),
+                col(&|t| t.partition_by.clone()),
+                col(&|t| (!t.cluster_by.is_empty()).then(|| t.cluster_by.join(", "))),
+                col(&|t| Some(t.location.clone())),
+            ],
+        )
+        .map_err(|e| WarehouseError::Internal(e.to_string()))?;
+        Ok(result(
+            "show_tables",
+            schema,
+            vec![batch],
+            ScanReport::default(),
+            None,
+        ))
+    }
+
+    async fn describe(&self, name: &TableName) -> Result<StatementResult> {
+        let info = self
+            .table_info(name)
+            .await?
+            .ok_or_else(|| not_found(name))?;
+        let provider = self
+            .ctx
+            .table_provider(catalog::table_ref(name))
+            .await
+            .map_err(WarehouseError::query)?;
+        let table_schema = provider.schema();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("column", DataType::Utf8, false),
+            Field::new("type", DataType::Utf8, false),
+            Field::new("nullable", DataType::Utf8, false),
+            Field::new("role", DataType::Utf8, true),
+        ]));
+        let partition_column = info.partition_column.clone();
+        let roles: Vec<Option<String>> = table_schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let mut roles = Vec::new();
+                if partition_column.as_deref() == Some(f.name().as_str()) {
+                    roles.push(format!(
+                        "partition ({})",
+                        info.partition_by.as_deref().unwrap_or("")
+                    ));
+                }
+                if info.hive_partitions.contains(f.name()) {
+                    roles.push("hive partition (text)".into());
+                }
+                if let Some(i) = info.cluster_by.iter().position(|c| c == f.name()) {
+                    roles.push(format!("cluster {}", i + 1));
+                }
+                (!roles.is_empty()).then(|| roles.join(", "))
+            })
+            .collect();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from_iter_values(
+                    table_schema.fields().iter().map(|f| f.name().clone()),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    table_schema
+                        .fields()
+                        .iter()
+                        .map(|f| f.data_type().to_string()),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    table_schema
+                        .fields()
+                        .iter()
+                        .map(|f| if f.is_nullable() { "YES" } else { "NO" }),
+                )),
+                Arc::new(StringArray::from(roles)),
+            ],
+        )
+        .map_err(|e| WarehouseError::Internal(e.to_string()))?;
+        Ok(result(
+            "describe",
+            schema,
+            vec![batch],
+            ScanReport::default(),
+            Some(format!("{name}: {} at {}", info.kind, info.location)),
+        ))
+    }
+}
+
+fn not_found(name: &TableName) -> WarehouseError {
+    WarehouseError::NotFound(name.to_string())
+}
+
+fn result(
+    kind: &'static str,
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    scan: ScanReport,
+    message: Option<String>,
+) -> StatementResult {
+    StatementResult {
+        sql: String::new(),
+        kind,
+        schema,
+        batches,
+        scan,
+        message,
+        seconds: 0.0,
+        dry_run: false,
+    }
+}
+
+fn empty_result(kind: &'static str, scan: ScanReport, message: String) -> StatementResult {
+    result(
+        kind,
+        Arc::new(Schema::empty()),
+        Vec::new(),
+        scan,
+        Some(message),
+    )
+}

@@ -51,6 +51,9 @@ pub enum IngestError {
     /// The command asks for something tripline does not do yet.
     #[error("not supported yet: {0}")]
     Unsupported(String),
+    /// The load stopped before its end (its reader or writer went away); nothing of it was committed.
+    #[error("the load was cancelled before it finished; nothing was committed")]
+    Cancelled,
     /// A usage error: options that do not fit together.
     #[error("{0}")]
     Usage(String),
@@ -73,7 +76,9 @@ impl Classify for IngestError {
                 ErrorDomain::User
             }
             Self::Fetch { user: true, .. } => ErrorDomain::User,
-            Self::Fetch { user: false, .. } | Self::Quarantine { .. } => ErrorDomain::External,
+            Self::Fetch { user: false, .. } | Self::Quarantine { .. } | Self::Cancelled => {
+                ErrorDomain::External
+            }
             Self::Lake(e) => e.domain(),
             Self::Postgres { domain, .. } => *domain,
         }

@@ -180,11 +180,11 @@ impl Ingest {
             tokio::task::spawn_blocking(move || -> Result<ReaderEnd> {
                 let mut reader = source::open(&location, kind, batch_rows, progress)?;
                 if tx.blocking_send(Message::Opened(reader.format())).is_err() {
-                    return Err(IngestError::Usage("load cancelled".into()));
+                    return Err(IngestError::Cancelled);
                 }
                 while let Some(batch) = reader.next_batch()? {
                     if tx.blocking_send(Message::Batch(batch)).is_err() {
-                        return Err(IngestError::Usage("load cancelled".into()));
+                        return Err(IngestError::Cancelled);
                     }
                 }
                 Ok(ReaderEnd {
@@ -200,7 +200,7 @@ impl Ingest {
                 return Err(join(reader)
                     .await
                     .err()
-                    .unwrap_or_else(|| IngestError::Usage("empty reader".into())));
+                    .unwrap_or_else(|| IngestError::Cancelled));
             }
         };
         entry.format = Some(format);
@@ -274,7 +274,7 @@ async fn join(handle: tokio::task::JoinHandle<Result<ReaderEnd>>) -> Result<Read
     match handle.await {
         Ok(r) => r,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => Err(IngestError::Usage(format!("reader stopped: {e}"))),
+        Err(e) => Err(IngestError::Cancelled),
     }
 }
 

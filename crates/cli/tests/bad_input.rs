@@ -154,18 +154,7 @@ fn dirty_generated_rows_are_all_quarantined_and_the_clean_ones_all_load() {
     );
     let dirty = generated["dirty_rows"].as_u64().unwrap();
     assert!(dirty > 100, "{generated}");
-    let report = tripline(
-        project.path(),
-        &[
-            "--json",
-            "ingest",
-            csv.to_str().unwrap(),
-            "--kind",
-            "yellow",
-        ],
-    )
-    .ok()
-    .json();
+    let report = ingest_json(project.path(), csv.to_str().unwrap(), "yellow");
     assert_eq!(report["total"]["read"], 30_000);
     assert_eq!(report["total"]["quarantined"].as_u64().unwrap(), dirty);
     assert_eq!(report["total"]["written"].as_u64().unwrap(), 30_000 - dirty);
@@ -282,12 +271,7 @@ fn an_http_source_streams_in_and_a_404_is_named() {
         2,
     );
     let url = format!("{base}/ok/green_tripdata_2021-08.csv.gz");
-    let report = tripline(
-        project.path(),
-        &["--json", "ingest", &url, "--kind", "green"],
-    )
-    .ok()
-    .json();
+    let report = ingest_json(project.path(), &url, "green");
     assert_eq!(report["total"]["written"], 15_000);
     assert_eq!(report["sources"][0]["format"], "csv.gz");
     assert!(

@@ -94,18 +94,7 @@ fn rerunning_a_load_replaces_its_file_and_never_duplicates_rows() {
 fn real_yellow_sample_loads_all_22792_rows_and_reports_drift_and_outside_month_pickups() {
     let project = tempfile::tempdir().unwrap();
     let sample = shared_data().join("samples/yellow_tripdata_2021-01_head22792.csv");
-    let report = tripline(
-        project.path(),
-        &[
-            "--json",
-            "ingest",
-            sample.to_str().unwrap(),
-            "--kind",
-            "yellow",
-        ],
-    )
-    .ok()
-    .json();
+    let report = ingest_json(project.path(), sample.to_str().unwrap(), "yellow");
     let s = &report["sources"][0];
     assert_eq!(s["account"]["read"], 22_792);
     assert_eq!(s["account"]["written"], 22_792);
@@ -137,18 +126,7 @@ fn real_yellow_sample_loads_all_22792_rows_and_reports_drift_and_outside_month_p
 #[test]
 fn zone_lookup_loads_265_zones() {
     let project = tempfile::tempdir().unwrap();
-    let report = tripline(
-        project.path(),
-        &[
-            "--json",
-            "ingest",
-            zones_csv().to_str().unwrap(),
-            "--kind",
-            "zones",
-        ],
-    )
-    .ok()
-    .json();
+    let report = ingest_json(project.path(), zones_csv().to_str().unwrap(), "zones");
     assert_eq!(report["total"]["written"], 265);
     let file = project
         .path()
@@ -178,18 +156,7 @@ fn parquet_sources_with_drifted_types_are_unified() {
         sample.display(),
         parquet.display()
     ));
-    let report = tripline(
-        project.path(),
-        &[
-            "--json",
-            "ingest",
-            parquet.to_str().unwrap(),
-            "--kind",
-            "yellow",
-        ],
-    )
-    .ok()
-    .json();
+    let report = ingest_json(project.path(), parquet.to_str().unwrap(), "yellow");
     let s = &report["sources"][0];
     assert_eq!(s["format"], "parquet");
     assert_eq!(s["account"]["written"], 22_792);
@@ -219,12 +186,7 @@ fn a_glob_loads_each_month_into_its_own_partition() {
         datagen(project.path(), "fhv", month, 3_000, "parquet", &out, &[]);
     }
     let glob = data.join("fhv_tripdata_2021-*.parquet");
-    let report = tripline(
-        project.path(),
-        &["--json", "ingest", glob.to_str().unwrap(), "--kind", "fhv"],
-    )
-    .ok()
-    .json();
+    let report = ingest_json(project.path(), glob.to_str().unwrap(), "fhv");
     assert_eq!(report["sources"].as_array().unwrap().len(), 3);
     assert_eq!(report["total"]["written"], 9_000);
     for m in ["01", "02", "03"] {

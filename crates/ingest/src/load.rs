@@ -274,7 +274,7 @@ async fn join(handle: tokio::task::JoinHandle<Result<ReaderEnd>>) -> Result<Read
     match handle.await {
         Ok(r) => r,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => Err(IngestError::Cancelled),
+        Err(_) => Err(IngestError::Cancelled),
     }
 }
 

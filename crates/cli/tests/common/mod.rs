@@ -60,6 +60,13 @@ pub fn tripline(project: &Path, args: &[&str]) -> Run {
         .into()
 }
 
+/// `tripline --json ingest SOURCE --kind KIND` into the project's lake; must succeed; returns the report.
+pub fn ingest_json(project: &Path, source: &str, kind: &str) -> serde_json::Value {
+    tripline(project, &["--json", "ingest", source, "--kind", kind])
+        .ok()
+        .json()
+}
+
 /// Generate a file with the real binary and return the report JSON.
 pub fn datagen(
     project: &Path,

@@ -20,7 +20,6 @@ use crate::error::{IngestError, Result};
 
 /// Reads a TLC CSV (plain or gzip) as validated batches.
 pub struct CsvTripReader {
-    name: String,
     kind: TripKind,
     /// Chunks of raw records from the splitter thread, and the way back for their buffers.
     chunks: Receiver<Result<Vec<ByteRecord>>>,
@@ -84,7 +83,6 @@ impl CsvTripReader {
             .spawn(move || split_records(reader, &splitter_name, chunk_rows, &chunk_tx, &recycled))
             .map_err(|e| IngestError::bad(name, format!("cannot start a reader thread: {e}")))?;
         Ok(Self {
-            name: name.to_string(),
             kind,
             chunks,
             recycle,

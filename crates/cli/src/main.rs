@@ -2,10 +2,12 @@
 //! configuration, shows progress and renders results and errors; the work lives in the library crates.
 
 mod datagen;
+mod flow;
 mod ingest;
 mod output;
 mod run;
 mod sql;
+mod tasks;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,12 +48,16 @@ struct Cli {
 enum Command {
     /// Generate deterministic synthetic TLC trip data (any size, CSV / CSV.gz / Parquet).
     Datagen(datagen::DatagenArgs),
+    /// Run and inspect the project's flows: run, ls, runs, show, resume, cancel, backfill.
+    Flow(flow::FlowArgs),
     /// Load TLC files into the lake or PostgreSQL, validating every value.
     Ingest(ingest::IngestArgs),
     /// Run the project's pipeline on the embedded default: generate a month of trips and load it into the lake.
     Run(run::RunArgs),
     /// Run SQL and BigQuery-style DDL in the warehouse over the lake (tables, external tables, dry runs).
     Sql(sql::SqlArgs),
+    /// Run due flow schedules and queued flow runs until Ctrl-C (several workers may share a PostgreSQL store).
+    Worker(flow::WorkerArgs),
 }
 
 /// An error on its way to the user, with who must act on it.
@@ -138,6 +144,8 @@ fn main() -> ExitCode {
             Command::Ingest(args) => ingest::run(&ctx, args).await,
             Command::Run(args) => run::run(&ctx, args).await,
             Command::Sql(args) => sql::run(&ctx, args).await,
+            Command::Flow(args) => flow::run(&ctx, args).await,
+            Command::Worker(args) => flow::worker(&ctx, args).await,
         }
     });
     match result {

@@ -23,6 +23,17 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// What `tripline run` does.
     pub pipeline: PipelineConfig,
+    /// Where flow runs are recorded.
+    pub flow: FlowConfig,
+}
+
+/// `[flow]`: the orchestrator's state store.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FlowConfig {
+    /// `postgres://user@host/db` to share runs between workers, or `sqlite:<path>`; default: SQLite in
+    /// `<project>/.tripline/state.db`. Like `[postgres] url`, a password belongs only in `TRIPLINE_FLOW_STATE_URL`.
+    pub state_url: Option<String>,
 }
 
 /// `[lake]`: the lake root.
@@ -184,6 +195,7 @@ const KEYS: &[(&str, &[&str])] = &[
         "pipeline",
         &["month", "yellow_rows", "green_rows", "zones", "seed"],
     ),
+    ("flow", &["state_url"]),
 ];
 
 fn apply_override(table: &mut toml::Table, var: &str, value: &str) -> Result<(), ConfigError> {

@@ -181,3 +181,25 @@ fn the_warehouse_on_s3_creates_partitioned_delta_tables_merges_and_reads_them_ba
     // Nothing was written to the project directory: the lake is the bucket.
     assert!(!project.join("lake").exists());
 }
+
+/// GCS: no local emulator accepts object_store's uploads, so what is tested is the configuration path: a gs://
+/// root is accepted, and a failure to reach it names the bucket and is an external error (exit 1), not a crash.
+#[test]
+fn a_gs_lake_root_that_cannot_be_reached_is_named() {
+    let project = tempfile::tempdir().unwrap();
+    let run: Run = Command::new(bin())
+        .arg("-C")
+        .arg(project.path())
+        .args(["sql", "-e", "SHOW TABLES"])
+        .env("TRIPLINE_LAKE_ROOT", "gs://tripline-no-such-bucket/lake")
+        .env("GOOGLE_SERVICE_ACCOUNT", project.path().join("missing-key.json"))
+        .output()
+        .unwrap()
+        .into();
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("tripline-no-such-bucket") || run.stderr.contains("missing-key.json"),
+        "{}",
+        run.stderr
+    );
+}

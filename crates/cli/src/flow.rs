@@ -22,7 +22,8 @@ use crate::{Context, Failure};
 
 /// Run and inspect the project's flows.
 #[derive(Debug, Args)]
-#[command(after_help = "Flows are YAML files in <project>/flows/ (see crates/flow/README.md for the format).\n\n\
+#[command(
+    after_help = "Flows are YAML files in <project>/flows/ (see crates/flow/README.md for the format).\n\n\
 Examples:\n  \
 tripline flow ls\n  \
 tripline flow run web_to_lake --param service=green --param month=2021-03\n  \
@@ -30,7 +31,8 @@ tripline flow runs\n  \
 tripline flow show 3f2a9c0d1e4b5a67\n  \
 tripline flow resume 3f2a9c0d1e4b5a67\n  \
 tripline flow backfill web_to_lake --param month=2019-01..2020-12 --max-active 2\n  \
-tripline worker --state postgres://postgres@localhost/tripline")]
+tripline worker --state postgres://postgres@localhost/tripline"
+)]
 pub struct FlowArgs {
     #[command(subcommand)]
     command: FlowCommand,
@@ -97,8 +99,10 @@ enum FlowCommand {
 
 /// Run due schedules and queued runs until Ctrl-C.
 #[derive(Debug, Args)]
-#[command(after_help = "Several workers may share one PostgreSQL state store (--state postgres://...): each run is \
-claimed by exactly one of them. Ctrl-C stops the worker; runs it was executing end Cancelled and can be resumed.")]
+#[command(
+    after_help = "Several workers may share one PostgreSQL state store (--state postgres://...): each run is \
+claimed by exactly one of them. Ctrl-C stops the worker; runs it was executing end Cancelled and can be resumed."
+)]
 pub struct WorkerArgs {
     /// The state store: postgres://... or sqlite:<path> (default as for `tripline flow`).
     #[arg(long, value_name = "URL")]
@@ -190,7 +194,8 @@ pub async fn run(ctx: &Context, args: FlowArgs) -> Result<(), Failure> {
                 }));
             }
             let after = engine.cancel(&run).await.map_err(flow_failure)?;
-            ctx.out.json(&json!({"run_id": run, "state": after.as_str()}));
+            ctx.out
+                .json(&json!({"run_id": run, "state": after.as_str()}));
             if after == State::Cancelled {
                 ctx.out.say(format!("run {run} cancelled"));
             } else {
@@ -258,7 +263,9 @@ pub async fn worker(ctx: &Context, args: WorkerArgs) -> Result<(), Failure> {
             }
         }
     };
-    let stats = watch_worker(ctx, &engine, fut).await.map_err(flow_failure)?;
+    let stats = watch_worker(ctx, &engine, fut)
+        .await
+        .map_err(flow_failure)?;
     let mut by_state: BTreeMap<&str, usize> = BTreeMap::new();
     for (_, s) in &stats.runs {
         *by_state.entry(s.as_str()).or_default() += 1;
@@ -298,11 +305,7 @@ pub async fn open_engine(
 }
 
 /// What the tasks of this process work with.
-pub fn task_env(
-    ctx: &Context,
-    events: Option<UnboundedSender<TaskEvent>>,
-    out: Output,
-) -> TaskEnv {
+pub fn task_env(ctx: &Context, events: Option<UnboundedSender<TaskEvent>>, out: Output) -> TaskEnv {
     TaskEnv {
         project_dir: ctx.project_dir.clone(),
         config: ctx.config.clone(),
@@ -720,9 +723,7 @@ async fn show_run(ctx: &Context, engine: &Engine, id: &str) -> Result<(), Failur
     }
     println!(
         "started:  {}   ended: {}   duration: {}",
-        run.started_ms
-            .map(time_text)
-            .unwrap_or_else(|| "-".into()),
+        run.started_ms.map(time_text).unwrap_or_else(|| "-".into()),
         run.ended_ms.map(time_text).unwrap_or_else(|| "-".into()),
         run.duration()
             .map(|d| seconds(d.as_millis() as i64))
@@ -847,7 +848,8 @@ async fn backfill(
         max_active.max(1)
     ));
     if no_wait {
-        ctx.out.json(&json!({"backfill_id": report.id, "run_ids": report.run_ids}));
+        ctx.out
+            .json(&json!({"backfill_id": report.id, "run_ids": report.run_ids}));
         ctx.out
             .say("not waiting: `tripline worker` runs them (`tripline flow runs` shows them)");
         return Ok(());
@@ -864,7 +866,9 @@ async fn backfill(
         },
     );
     let fut = async move { worker.run_until_idle(cancel).await };
-    watch_worker(ctx, &engine, fut).await.map_err(flow_failure)?;
+    watch_worker(ctx, &engine, fut)
+        .await
+        .map_err(flow_failure)?;
     let runs = engine
         .store()
         .list_flow_runs(&RunFilter {

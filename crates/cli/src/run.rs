@@ -60,10 +60,7 @@ fn pipeline_flow(ctx: &Context, regenerate: bool) -> FlowSpec {
         }
         spec = spec.task(task).task(
             TaskSpec::new(&load, "ingest")
-                .input(
-                    "source",
-                    format!("{{{{ tasks.{generate}.output.path }}}}"),
-                )
+                .input("source", format!("{{{{ tasks.{generate}.output.path }}}}"))
                 .input("kind", kind.to_string())
                 .input("month", p.month.to_string()),
         );
@@ -83,8 +80,7 @@ pub async fn run(ctx: &Context, args: RunArgs) -> Result<(), Failure> {
     let (tx, mut rx) = unbounded_channel();
     let registry = tasks::registry(task_env(ctx, Some(tx), ctx.out));
     let flow = Flow::new(pipeline_flow(ctx, args.regenerate), &registry).map_err(flow_failure)?;
-    let project =
-        Project::from_flows(&ctx.project_dir, [flow.clone()]).map_err(flow_failure)?;
+    let project = Project::from_flows(&ctx.project_dir, [flow.clone()]).map_err(flow_failure)?;
     let store = open_state(ctx, None).await?;
     let engine = Engine::new(project, registry, store);
     let cancel = CancellationToken::new();
@@ -111,7 +107,10 @@ pub async fn run(ctx: &Context, args: RunArgs) -> Result<(), Failure> {
             format!(
                 "{} (flow run {}; `tripline flow show {}` has every task's log, `tripline flow resume {}` \
                  finishes it)",
-                report.reason.clone().unwrap_or_else(|| report.state.to_string()),
+                report
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| report.state.to_string()),
                 report.run_id,
                 report.run_id,
                 report.run_id
@@ -158,9 +157,7 @@ fn print_event(ctx: &Context, event: TaskEvent, loads: &mut Vec<IngestReport>) {
         TaskEvent::Loading { kind, target } if kind == "zones" => ctx
             .out
             .say(format!("loading the zone lookup into {target}")),
-        TaskEvent::Loading { kind, target } => {
-            ctx.out.say(format!("loading {kind} into {target}"))
-        }
+        TaskEvent::Loading { kind, target } => ctx.out.say(format!("loading {kind} into {target}")),
         TaskEvent::Loaded(report) => {
             print_ingest_report(&ctx.out, &report);
             loads.push(*report);

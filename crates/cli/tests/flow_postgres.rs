@@ -49,10 +49,15 @@ fn postgres_load_twice_merges_without_duplicates() {
     assert_eq!(first["state"], "Completed", "{first}");
     let merge = &first["tasks"][1]["output"];
     assert_eq!(merge["read"], 3000, "{merge}");
-    let rows: u64 = psql(&url, "select count(*) from yellow_tripdata").parse().unwrap();
-    let distinct: u64 = psql(&url, "select count(distinct unique_row_id) from yellow_tripdata")
+    let rows: u64 = psql(&url, "select count(*) from yellow_tripdata")
         .parse()
         .unwrap();
+    let distinct: u64 = psql(
+        &url,
+        "select count(distinct unique_row_id) from yellow_tripdata",
+    )
+    .parse()
+    .unwrap();
     assert_eq!(rows, distinct, "unique_row_id is unique");
     assert!(rows > 2900, "{rows} rows merged from 3000");
     assert_eq!(
@@ -64,9 +69,14 @@ fn postgres_load_twice_merges_without_duplicates() {
     // Second run of the same month: every row is already there, nothing is added.
     let second = tripline(p.path(), &all).ok().json();
     assert_eq!(second["state"], "Completed", "{second}");
-    assert_eq!(second["tasks"][1]["state"], "Completed", "merge runs again, it is not cached");
+    assert_eq!(
+        second["tasks"][1]["state"], "Completed",
+        "merge runs again, it is not cached"
+    );
     assert_eq!(second["tasks"][1]["output"]["sources"][0]["merged_new"], 0);
-    let again: u64 = psql(&url, "select count(*) from yellow_tripdata").parse().unwrap();
+    let again: u64 = psql(&url, "select count(*) from yellow_tripdata")
+        .parse()
+        .unwrap();
     assert_eq!(again, rows, "no duplicates after a second load");
 }
 
@@ -153,16 +163,20 @@ fn two_workers_on_one_postgres_store_share_a_backfill_and_run_nothing_twice() {
     months.sort();
     assert_eq!(
         months,
-        ["2020-01", "2020-02", "2020-03", "2020-04", "2020-05", "2020-06"],
+        [
+            "2020-01", "2020-02", "2020-03", "2020-04", "2020-05", "2020-06"
+        ],
         "each month exactly once"
     );
-    let attempts: u64 = psql(&state, "select count(*) from task_attempts")
+    let attempts: u64 = psql(&state, "select count(*) from tripline_flow.task_attempts")
         .parse()
         .unwrap_or_else(|_| panic!("attempts table"));
     assert_eq!(attempts, 12, "one attempt per task of each run");
     let runs = tripline(
         p.path(),
-        &["--json", "flow", "--state", &state, "runs", "--limit", "100"],
+        &[
+            "--json", "flow", "--state", &state, "runs", "--limit", "100",
+        ],
     )
     .ok()
     .json();

@@ -64,7 +64,9 @@ fn web_to_lake_completes_fills_the_lake_and_a_rerun_is_cached() {
     assert!(
         run.stdout.contains("extract")
             && run.stdout.contains("load")
-            && run.stdout.contains("read 4000 = written 4000 + quarantined 0"),
+            && run
+                .stdout
+                .contains("read 4000 = written 4000 + quarantined 0"),
         "{}",
         run.stdout
     );
@@ -73,9 +75,7 @@ fn web_to_lake_completes_fills_the_lake_and_a_rerun_is_cached() {
         "{}",
         run.stdout
     );
-    let lake = p
-        .path()
-        .join("lake/raw/green/year=2021/month=03/*.parquet");
+    let lake = p.path().join("lake/raw/green/year=2021/month=03/*.parquet");
     assert_eq!(parquet_rows(&lake), 4000);
     assert_eq!(
         duckdb(&format!(
@@ -101,7 +101,12 @@ fn web_to_lake_completes_fills_the_lake_and_a_rerun_is_cached() {
     )
     .ok();
     assert!(again.stdout.contains("2 cached"), "{}", again.stdout);
-    assert_eq!(again.stdout.matches("Cached").count(), 2, "{}", again.stdout);
+    assert_eq!(
+        again.stdout.matches("Cached").count(),
+        2,
+        "{}",
+        again.stdout
+    );
     assert_eq!(parquet_rows(&lake), 4000);
 
     // Another month is new work.
@@ -208,16 +213,16 @@ fn a_failing_task_leaves_its_downstream_not_run_with_the_reason_and_exits_1() {
         run.stdout
     );
     assert!(
-        run.stdout
-            .lines()
-            .any(|l| l.contains("second") && l.contains("NotRun") && l.contains("upstream task `first` failed")),
+        run.stdout.lines().any(|l| l.contains("second")
+            && l.contains("NotRun")
+            && l.contains("upstream task `first` failed")),
         "{}",
         run.stdout
     );
     assert!(
-        run.stdout
-            .lines()
-            .any(|l| l.contains("third") && l.contains("NotRun") && l.contains("upstream task `second` notrun")),
+        run.stdout.lines().any(|l| l.contains("third")
+            && l.contains("NotRun")
+            && l.contains("upstream task `second` notrun")),
         "{}",
         run.stdout
     );
@@ -252,7 +257,8 @@ fn a_bad_flow_file_exits_2_with_file_and_line() {
             run.stderr
         );
     }
-    let typo = "name: typo\ntasks:\n  - id: a\n    type: ingest\n    sorce: x.csv\n    kind: yellow\n";
+    let typo =
+        "name: typo\ntasks:\n  - id: a\n    type: ingest\n    sorce: x.csv\n    kind: yellow\n";
     let p = project(&[("typo", typo)]);
     let run = flow(p.path(), &["ls"]);
     assert_eq!(run.code, 2);
@@ -261,7 +267,10 @@ fn a_bad_flow_file_exits_2_with_file_and_line() {
         "{}",
         run.stderr
     );
-    let run = flow(project(&[]).path(), &["run", "web_to_lake", "--param", "month=2021-13"]);
+    let run = flow(
+        project(&[]).path(),
+        &["run", "web_to_lake", "--param", "month=2021-13"],
+    );
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("month"), "{}", run.stderr);
 }
@@ -302,7 +311,7 @@ fn kill_dash_nine_mid_flow_then_resume_runs_each_effect_once() {
     }
     let pgid = child.id();
     let status = Command::new("kill")
-        .args(["-9", &format!("-{pgid}")])
+        .args(["-s", "KILL", "--", &format!("-{pgid}")])
         .status()
         .unwrap();
     assert!(status.success());
@@ -312,7 +321,11 @@ fn kill_dash_nine_mid_flow_then_resume_runs_each_effect_once() {
     assert_eq!(runs[0]["state"], "Crashed", "{runs:?}");
     let id = runs[0]["id"].as_str().unwrap().to_string();
     let show = flow(p.path(), &["show", &id]).ok();
-    assert!(show.stdout.contains("died while running it"), "{}", show.stdout);
+    assert!(
+        show.stdout.contains("died while running it"),
+        "{}",
+        show.stdout
+    );
 
     std::fs::write(p.path().join("resumed"), "").unwrap();
     let resumed = flow(p.path(), &["resume", &id]).ok();
@@ -337,10 +350,7 @@ fn kill_dash_nine_mid_flow_then_resume_runs_each_effect_once() {
         })
         .collect();
     assert_eq!(
-        attempts
-            .iter()
-            .filter(|(t, _)| t == "first")
-            .count(),
+        attempts.iter().filter(|(t, _)| t == "first").count(),
         1,
         "{attempts:?}"
     );
@@ -412,7 +422,10 @@ fn backfill_of_three_months_runs_each_once_with_at_most_two_at_once() {
     assert!(max <= 2, "{max} runs at once");
     let runs = runs_json(p.path());
     assert_eq!(runs.len(), 3);
-    assert!(runs.iter().all(|r| r["state"] == "Completed" && r["backfill_id"].is_string()));
+    assert!(
+        runs.iter()
+            .all(|r| r["state"] == "Completed" && r["backfill_id"].is_string())
+    );
 
     // --no-wait only queues; a worker run until idle executes them.
     let queued = flow(
@@ -429,8 +442,22 @@ fn backfill_of_three_months_runs_each_once_with_at_most_two_at_once() {
     .ok()
     .json();
     assert_eq!(queued["run_ids"].as_array().unwrap().len(), 2);
-    let worker = tripline(p.path(), &["worker", "--until-idle", "--no-schedules", "--poll", "100ms"]).ok();
-    assert!(worker.stdout.contains("ran 2 runs (2 completed)"), "{}", worker.stdout);
+    let worker = tripline(
+        p.path(),
+        &[
+            "worker",
+            "--until-idle",
+            "--no-schedules",
+            "--poll",
+            "100ms",
+        ],
+    )
+    .ok();
+    assert!(
+        worker.stdout.contains("ran 2 runs (2 completed)"),
+        "{}",
+        worker.stdout
+    );
     assert_eq!(
         std::fs::read_to_string(p.path().join("done_months"))
             .unwrap()
@@ -445,7 +472,14 @@ fn cancel_of_a_queued_run_and_of_unknown_runs() {
     let p = project(&[("monthly", MONTHLY)]);
     let queued = flow(
         p.path(),
-        &["--json", "backfill", "monthly", "--param", "month=2020-02..2020-03", "--no-wait"],
+        &[
+            "--json",
+            "backfill",
+            "monthly",
+            "--param",
+            "month=2020-02..2020-03",
+            "--no-wait",
+        ],
     )
     .ok()
     .json();
@@ -454,10 +488,18 @@ fn cancel_of_a_queued_run_and_of_unknown_runs() {
     assert!(cancel.stdout.contains("cancelled"), "{}", cancel.stdout);
     let again = flow(p.path(), &["cancel", id]);
     assert_eq!(again.code, 2);
-    assert!(again.stderr.contains("cannot be cancelled"), "{}", again.stderr);
+    assert!(
+        again.stderr.contains("cannot be cancelled"),
+        "{}",
+        again.stderr
+    );
     let unknown = flow(p.path(), &["show", "0000000000000000"]);
     assert_eq!(unknown.code, 2);
-    assert!(unknown.stderr.contains("no flow run with id"), "{}", unknown.stderr);
+    assert!(
+        unknown.stderr.contains("no flow run with id"),
+        "{}",
+        unknown.stderr
+    );
 }
 
 #[test]
@@ -465,7 +507,14 @@ fn the_pipeline_completes_everything_before_dbt_and_reports_dbt_plainly() {
     let p = project(&[]);
     let run = flow(
         p.path(),
-        &["run", "pipeline", "--param", "month=2021-02", "--param", "rows=2000"],
+        &[
+            "run",
+            "pipeline",
+            "--param",
+            "month=2021-02",
+            "--param",
+            "rows=2000",
+        ],
     );
     assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
     for task in [
@@ -491,18 +540,30 @@ fn the_pipeline_completes_everything_before_dbt_and_reports_dbt_plainly() {
         run.stdout
     );
     assert!(run.stdout.contains("5 completed"), "{}", run.stdout);
-    let yellow = parquet_rows(&p.path().join("lake/raw/yellow/year=2021/month=02/*.parquet"));
+    let yellow = parquet_rows(
+        &p.path()
+            .join("lake/raw/yellow/year=2021/month=02/*.parquet"),
+    );
     assert_eq!(yellow, 2000);
     // The warehouse step built the partitioned table from the lake.
     let count = tripline(
         p.path(),
-        &["sql", "--format", "csv", "-e", "SELECT count(*) AS n FROM trips.green_partitioned"],
+        &[
+            "sql",
+            "--format",
+            "csv",
+            "-e",
+            "SELECT count(*) AS n FROM trips.green_partitioned",
+        ],
     )
     .ok();
     assert!(count.stdout.contains("\n2000"), "{}", count.stdout);
     // Subflow runs are recorded under the pipeline's run.
     let runs = runs_json(p.path());
-    assert_eq!(runs.iter().filter(|r| r["parent_id"].is_string()).count(), 4);
+    assert_eq!(
+        runs.iter().filter(|r| r["parent_id"].is_string()).count(),
+        4
+    );
 }
 
 #[test]
@@ -519,14 +580,28 @@ fn tripline_run_is_recorded_as_a_flow_run() {
         .unwrap();
     let run: Run = run.into();
     let run = run.ok();
-    assert!(run.stdout.contains("recorded as flow run"), "{}", run.stdout);
-    assert!(run.stdout.contains("not available yet: the dbt runner"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("recorded as flow run"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("not available yet: the dbt runner"),
+        "{}",
+        run.stdout
+    );
     let runs = runs_json(p.path());
     assert_eq!(runs[0]["flow"], "run");
     assert_eq!(runs[0]["state"], "Completed");
     let id = runs[0]["id"].as_str().unwrap();
     let show = flow(p.path(), &["show", id]).ok();
-    for task in ["generate_yellow", "load_yellow", "generate_green", "load_green", "load_zones"] {
+    for task in [
+        "generate_yellow",
+        "load_yellow",
+        "generate_green",
+        "load_green",
+        "load_zones",
+    ] {
         assert!(show.stdout.contains(task), "{task}:\n{}", show.stdout);
     }
 }

@@ -192,7 +192,10 @@ fn a_gs_lake_root_that_cannot_be_reached_is_named() {
         .arg(project.path())
         .args(["sql", "-e", "SHOW TABLES"])
         .env("TRIPLINE_LAKE_ROOT", "gs://tripline-no-such-bucket/lake")
-        .env("GOOGLE_SERVICE_ACCOUNT", project.path().join("missing-key.json"))
+        .env(
+            "GOOGLE_SERVICE_ACCOUNT",
+            project.path().join("missing-key.json"),
+        )
         .output()
         .unwrap()
         .into();

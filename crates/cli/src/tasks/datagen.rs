@@ -116,10 +116,10 @@ impl Task for DatagenTask {
         let rows = inputs.rows.unwrap_or(100_000);
         let path = match &inputs.path {
             Some(p) => ctx.resolve_path(p),
-            None => ctx.project_dir.join("data").join(format!(
-                "{kind}_tripdata_{month}.{}",
-                format.extension()
-            )),
+            None => ctx
+                .project_dir
+                .join("data")
+                .join(format!("{kind}_tripdata_{month}.{}", format.extension())),
         };
         if inputs.keep_existing.unwrap_or(false) && path.exists() {
             let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
@@ -184,10 +184,9 @@ fn generate(
     dirty_rate: f64,
 ) -> Result<tripline_datagen::DatagenReport, TaskFailure> {
     let partial = partial_path(path);
-    let mut report = crate::datagen::generate(
-        kind, month, rows, format, &partial, seed, dirty_rate,
-    )
-    .map_err(super::task_failure)?;
+    let mut report =
+        crate::datagen::generate(kind, month, rows, format, &partial, seed, dirty_rate)
+            .map_err(super::task_failure)?;
     std::fs::rename(&partial, path).map_err(|e| {
         TaskFailure::retryable(format!(
             "renaming {} to {}: {e}",
@@ -224,10 +223,7 @@ async fn download(ctx: &TaskContext, url: &str, path: &Path) -> Result<Option<u6
         return Ok(None);
     }
     let out = DownloadTask
-        .run(
-            ctx,
-            json!({"url": url, "path": path.display().to_string()}),
-        )
+        .run(ctx, json!({"url": url, "path": path.display().to_string()}))
         .await?;
     Ok(Some(out["bytes"].as_u64().unwrap_or(0)))
 }

@@ -101,7 +101,6 @@ pub fn task_failure(f: Failure) -> TaskFailure {
     }
 }
 
-
 /// Accepts `5000` or `"5000"`: templates always render to strings (`rows: "{{ params.rows }}"`).
 pub fn int_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     #[derive(Deserialize)]
@@ -113,11 +112,11 @@ pub fn int_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::
     match Option::<Raw>::deserialize(d)? {
         None => Ok(None),
         Some(Raw::Int(n)) => Ok(Some(n)),
-        Some(Raw::Text(s)) => s
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| serde::de::Error::custom(format!("expected a whole number, got `{s}`"))),
+        Some(Raw::Text(s)) => {
+            s.trim().parse().map(Some).map_err(|_| {
+                serde::de::Error::custom(format!("expected a whole number, got `{s}`"))
+            })
+        }
     }
 }
 

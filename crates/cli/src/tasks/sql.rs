@@ -75,8 +75,8 @@ impl Task for SqlTask {
             }
             _ => return Err(TaskFailure::fatal("give `sql` or `file`")),
         };
-        let statements = split_statements(&script)
-            .map_err(|e| task_failure(Failure::from_error(e)))?;
+        let statements =
+            split_statements(&script).map_err(|e| task_failure(Failure::from_error(e)))?;
         if statements.is_empty() {
             return Err(TaskFailure::fatal("no SQL statement given"));
         }
@@ -107,7 +107,10 @@ impl Task for SqlTask {
                 on_postgres(ctx, &url, &statements).await?
             }
         };
-        let bytes: u64 = results.iter().filter_map(|r| r["bytes_scanned"].as_u64()).sum();
+        let bytes: u64 = results
+            .iter()
+            .filter_map(|r| r["bytes_scanned"].as_u64())
+            .sum();
         let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
         for r in &results {
             *kinds

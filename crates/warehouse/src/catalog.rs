@@ -228,18 +228,12 @@ impl Warehouse {
     fn delta_table(&self, name: &TableName) -> Result<DeltaTable> {
         let url = self.delta_url(name)?;
         let mut builder =
-            DeltaTableBuilder::from_url(url.clone()).map_err(|source| WarehouseError::Delta {
-                table: name.to_string(),
-                source,
-            })?;
+            DeltaTableBuilder::from_url(url.clone()).map_err(WarehouseError::delta(&name))?;
         if let Some((store, _)) = self.lake.bucket() {
             object_store_log::register();
             builder = builder.with_storage_backend(store.clone(), url);
         }
-        builder.build().map_err(|source| WarehouseError::Delta {
-            table: name.to_string(),
-            source,
-        })
+        builder.build().map_err(WarehouseError::delta(&name))
     }
 
     /// A resolved external uri as a person reads it: a path in the lake rather than the internal store URL.
@@ -321,32 +315,12 @@ impl Warehouse {
                 .into_iter()
                 .filter(|t| !t.starts_with('_'))
                 .collect();
-            let ext_dir = dataset_path(&dataset).clone().join(EXTERNAL_DIR);
-            let externals: Vec<_> = self
-                .store()
-                .list(Some(&ext_dir))
-                .try_collect()
-                .await
-                .map_err(self.store_error("listing", &ext_dir))?;
-            names.extend(externals.iter().filter_map(|m| {
-                m.location
-                    .filename()
-                    .and_then(|f| f.strip_suffix(".json"))
-                    .map(str::to_string)
-            }));
-            let views_dir = dataset_path(&dataset).clone().join(VIEWS_DIR);
-            let views: Vec<_> = self
-                .store()
-                .list(Some(&views_dir))
-                .try_collect()
-                .await
-                .map_err(self.store_error("listing", &views_dir))?;
-            names.extend(views.iter().filter_map(|m| {
-                m.location
-                    .filename()
-                    .and_then(|f| f.strip_suffix(".json"))
-                    .map(str::to_string)
-            }));
+            for dir in [EXTERNAL_DIR, VIEWS_DIR] {
+                names.extend(
+                    self.json_names(&dataset_path(&dataset).clone().join(dir))
+                        .await?,
+                );
+            }
             names.sort();
             names.dedup();
             for table in names {
@@ -360,6 +334,25 @@ impl Warehouse {
             }
         }
         Ok(out)
+    }
+
+    /// The names of the `<name>.json` definitions in a catalog folder.
+    async fn json_names(&self, dir: &ObjectPath) -> Result<Vec<String>> {
+        let objects: Vec<_> = self
+            .store()
+            .list(Some(dir))
+            .try_collect()
+            .await
+            .map_err(self.store_error("listing", dir))?;
+        Ok(objects
+            .iter()
+            .filter_map(|m| {
+                m.location
+                    .filename()
+                    .and_then(|f| f.strip_suffix(".json"))
+                    .map(str::to_string)
+            })
+            .collect())
     }
 
     /// One table of the catalog, if it exists.
@@ -484,10 +477,7 @@ impl Warehouse {
     }
 
     pub(crate) async fn open_delta(&self, name: &TableName) -> Result<DeltaTable> {
-        let delta_err = |source| WarehouseError::Delta {
-            table: name.to_string(),
-            source,
-        };
+        let delta_err = WarehouseError::delta(name);
         let mut table = self.delta_table(name)?;
         match table.load().await {
             Ok(()) | Err(deltalake::DeltaTableError::NotATable(_)) => Ok(table),
@@ -505,10 +495,7 @@ impl Warehouse {
         name: &TableName,
         table: &DeltaTable,
     ) -> Result<()> {
-        let delta_err = |source| WarehouseError::Delta {
-            table: name.to_string(),
-            source,
-        };
+        let delta_err = WarehouseError::delta(name);
         table
             .update_datafusion_session(&self.ctx.state())
             .map_err(delta_err)?;
@@ -887,10 +874,7 @@ impl Warehouse {
         }
         // Always explicit: an empty list is what un-partitions a replaced table.
         write = write.with_partition_columns(layout.partition_column.clone());
-        let table = write.await.map_err(|source| WarehouseError::Delta {
-            table: c.name.to_string(),
-            source,
-        })?;
+        let table = write.await.map_err(WarehouseError::delta(&c.name))?;
         self.lake
             .put_json(&delta_path(&c.name).clone().join(LAYOUT_FILE), &layout)
             .await?;

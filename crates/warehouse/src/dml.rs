@@ -33,7 +33,7 @@ fn ddl(message: impl Into<String>) -> WarehouseError {
 
 /// `dataset.table` from a parsed name (`project.dataset.table` keeps the last two parts).
 pub(crate) fn table_name_of(name: &ast::ObjectName) -> Result<TableName> {
-    let mut parts: Vec<String> = name
+    let parts: Vec<String> = name
         .0
         .iter()
         .map(|p| match p {
@@ -41,17 +41,7 @@ pub(crate) fn table_name_of(name: &ast::ObjectName) -> Result<TableName> {
             other => Err(unsupported(format!("the table name {other}"))),
         })
         .collect::<Result<_>>()?;
-    if parts.len() == 1 && parts[0].contains('.') {
-        parts = parts[0].split('.').map(str::to_string).collect();
-    }
-    let n = parts.len();
-    if !(2..=3).contains(&n) {
-        return Err(ddl(format!("table name '{name}' must be dataset.table")));
-    }
-    Ok(TableName {
-        dataset: parts[n - 2].clone(),
-        table: parts[n - 1].clone(),
-    })
+    crate::statement::table_name_from_parts(parts)
 }
 
 /// The column an assignment or insert list names (the last part of `alias.col`).
@@ -182,14 +172,6 @@ impl Warehouse {
     async fn committed(&self, target: &Target, table: &DeltaTable) -> Result<u64> {
         self.register_delta_table(&target.name, table).await?;
         Ok(table.version().unwrap_or_default())
-    }
-
-    fn delta_error(name: &TableName) -> impl Fn(deltalake::DeltaTableError) -> WarehouseError {
-        let table = name.to_string();
-        move |source| WarehouseError::Delta {
-            table: table.clone(),
-            source,
-        }
     }
 
     /// `INSERT INTO ds.t [(columns)] SELECT ... | VALUES ...`: one append commit.
@@ -333,7 +315,7 @@ impl Warehouse {
                 .with_writer_properties(target.layout.writer_properties())
                 .with_session_state(self.op_session())
                 .await
-                .map_err(Self::delta_error(&name))?
+                .map_err(WarehouseError::delta(&name))?
         };
         let version = self.committed(&target, &table).await?;
         let message = if rows == 0 {
@@ -403,7 +385,7 @@ impl Warehouse {
         if let Some(p) = &predicate {
             builder = builder.with_predicate(p.as_str());
         }
-        let (table, metrics) = builder.await.map_err(Self::delta_error(&name))?;
+        let (table, metrics) = builder.await.map_err(WarehouseError::delta(&name))?;
         let version = self.committed(&target, &table).await?;
         let deleted = metrics.num_deleted_rows.unwrap_or(0);
         let mut out = empty_result(
@@ -473,7 +455,7 @@ impl Warehouse {
         for (column, value) in assignments {
             builder = builder.with_update(column, value);
         }
-        let (table, metrics) = builder.await.map_err(Self::delta_error(&name))?;
+        let (table, metrics) = builder.await.map_err(WarehouseError::delta(&name))?;
         let version = self.committed(&target, &table).await?;
         let mut out = empty_result(
             "update",
@@ -616,7 +598,7 @@ impl Warehouse {
             .with_target_alias(&target_alias)
             .with_session_state(self.op_session())
             .with_writer_properties(target.layout.writer_properties());
-        let delta_err = Self::delta_error(&name);
+        let delta_err = WarehouseError::delta(&name);
         for clause in &merge.clauses {
             let predicate = clause.predicate.as_ref().map(ToString::to_string);
             let matched = matches!(clause.clause_kind, ast::MergeClauseKind::Matched);

@@ -69,6 +69,17 @@ impl WarehouseError {
     pub fn query(e: DataFusionError) -> Self {
         Self::Query(e)
     }
+
+    /// Wrap delta-rs errors about one table (for `map_err`).
+    pub(crate) fn delta(
+        table: &dyn std::fmt::Display,
+    ) -> impl Fn(deltalake::DeltaTableError) -> Self + use<> {
+        let table = table.to_string();
+        move |source| Self::Delta {
+            table: table.clone(),
+            source,
+        }
+    }
 }
 
 fn datafusion_domain(e: &DataFusionError) -> ErrorDomain {

@@ -70,15 +70,11 @@ impl Warehouse {
                 let loaded = table.load_with_datetime(at_time).await;
                 if loaded.is_ok() {
                     // Before the first commit there is no version to read (delta-rs would return the first).
-                    let first: Vec<_> =
-                        table
-                            .history(Some(1))
-                            .try_collect()
-                            .await
-                            .map_err(|source| WarehouseError::Delta {
-                                table: name.to_string(),
-                                source,
-                            })?;
+                    let first: Vec<_> = table
+                        .history(Some(1))
+                        .try_collect()
+                        .await
+                        .map_err(WarehouseError::delta(&name))?;
                     let committed = first.first().and_then(|c| c.timestamp);
                     if table.version() == Some(0)
                         && committed.is_some_and(|ms| ms > at_time.timestamp_millis())
@@ -118,10 +114,7 @@ impl Warehouse {
             let snapshot = format!("{}.{}@v{version}", tt.name.dataset, tt.name.table);
             table
                 .update_datafusion_session(&self.ctx.state())
-                .map_err(|source| WarehouseError::Delta {
-                    table: tt.name.to_string(),
-                    source,
-                })?;
+                .map_err(WarehouseError::delta(&tt.name))?;
             let provider = table
                 .table_provider()
                 .await
@@ -146,15 +139,11 @@ impl Warehouse {
     pub(crate) async fn describe_history(&self, name: &TableName) -> Result<StatementResult> {
         let table = self.delta_for_history(name).await?;
         let latest = table.version().unwrap_or_default();
-        let commits: Vec<_> =
-            table
-                .history(None)
-                .try_collect()
-                .await
-                .map_err(|source| WarehouseError::Delta {
-                    table: name.to_string(),
-                    source,
-                })?;
+        let commits: Vec<_> = table
+            .history(None)
+            .try_collect()
+            .await
+            .map_err(WarehouseError::delta(&name))?;
         let schema = Arc::new(Schema::new(vec![
             Field::new("version", DataType::UInt64, false),
             Field::new("timestamp", DataType::Utf8, true),
@@ -274,10 +263,7 @@ impl Warehouse {
             .with_writer_properties(layout.writer_properties())
             .with_session_state(Arc::new(self.ctx.state()))
             .await
-            .map_err(|source| WarehouseError::Delta {
-                table: name.to_string(),
-                source,
-            })?;
+            .map_err(WarehouseError::delta(&name))?;
         self.register_delta_table(name, &table).await?;
         let version = table.version().unwrap_or_default();
         Ok(empty_result(
@@ -312,10 +298,7 @@ impl Warehouse {
             .restore()
             .with_version_to_restore(restored_version)
             .await
-            .map_err(|source| WarehouseError::Delta {
-                table: name.to_string(),
-                source,
-            })?;
+            .map_err(WarehouseError::delta(&name))?;
         self.register_delta_table(name, &table).await?;
         let version = table.version().unwrap_or_default();
         Ok(empty_result(

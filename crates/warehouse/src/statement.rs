@@ -551,35 +551,7 @@ impl<'a> Parser<'a> {
         while self.punct('.') {
             parts.push(self.ident("a name after '.'")?);
         }
-        // `project.dataset.table` in one backquoted identifier, as BigQuery writes it.
-        if parts.len() == 1 && parts[0].contains('.') {
-            parts = parts[0].split('.').map(str::to_string).collect();
-        }
-        let n = parts.len();
-        if !(2..=3).contains(&n) {
-            return Err(ddl(format!(
-                "table name '{}' must be dataset.table",
-                parts.join(".")
-            )));
-        }
-        let name = TableName {
-            dataset: parts[n - 2].clone(),
-            table: parts[n - 1].clone(),
-        };
-        for part in [&name.dataset, &name.table] {
-            let valid = part
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                && !part.starts_with("_external");
-            if !valid {
-                return Err(ddl(format!(
-                    "invalid name '{part}' in {name}: use letters, digits and underscores, starting with a letter"
-                )));
-            }
-        }
-        Ok(name)
+        table_name_from_parts(parts)
     }
 
     fn at_end(&self) -> bool {
@@ -593,6 +565,39 @@ impl<'a> Parser<'a> {
             Err(syntax(format!("{context}: unexpected {}", self.found())))
         }
     }
+}
+
+/// `dataset.table` from the parts of a name: `project.dataset.table` keeps the last two, and one backquoted
+/// `project.dataset.table` identifier is split as BigQuery writes it. Each part must be a plain name.
+pub(crate) fn table_name_from_parts(mut parts: Vec<String>) -> Result<TableName> {
+    if parts.len() == 1 && parts[0].contains('.') {
+        parts = parts[0].split('.').map(str::to_string).collect();
+    }
+    let n = parts.len();
+    if !(2..=3).contains(&n) {
+        return Err(ddl(format!(
+            "table name '{}' must be dataset.table",
+            parts.join(".")
+        )));
+    }
+    let name = TableName {
+        dataset: parts[n - 2].clone(),
+        table: parts[n - 1].clone(),
+    };
+    for part in [&name.dataset, &name.table] {
+        let valid = part
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !part.starts_with("_external");
+        if !valid {
+            return Err(ddl(format!(
+                "invalid name '{part}' in {name}: use letters, digits and underscores, starting with a letter"
+            )));
+        }
+    }
+    Ok(name)
 }
 
 /// Parse one statement.

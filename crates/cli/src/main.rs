@@ -2,6 +2,7 @@
 //! configuration, shows progress and renders results and errors; the work lives in the library crates.
 
 mod datagen;
+mod dbt;
 mod ingest;
 mod output;
 mod run;
@@ -52,6 +53,8 @@ enum Command {
     Run(run::RunArgs),
     /// Run SQL and BigQuery-style DDL in the warehouse over the lake (tables, external tables, dry runs).
     Sql(sql::SqlArgs),
+    /// Run a dbt project (models, seeds, tests, docs) on the embedded warehouse or PostgreSQL.
+    Dbt(dbt::DbtArgs),
 }
 
 /// An error on its way to the user, with who must act on it.
@@ -138,6 +141,7 @@ fn main() -> ExitCode {
             Command::Ingest(args) => ingest::run(&ctx, args).await,
             Command::Run(args) => run::run(&ctx, args).await,
             Command::Sql(args) => sql::run(&ctx, args).await,
+            Command::Dbt(args) => dbt::run(&ctx, args).await,
         }
     });
     match result {

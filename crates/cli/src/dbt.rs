@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
+use tripline_dbt::Adapter;
 use tripline_dbt::adapters::{self, RunAdapter};
 use tripline_dbt::run::results::{clock, finished_line, result_line, start_line};
 use tripline_dbt::run::{self, NodeStatus, RunCommand, RunEvent, RunOptions, RunResults};

@@ -62,9 +62,15 @@ async fn build(
         full_refresh,
         store_failures: false,
     };
-    let results = run::execute(project, adapter, &selection, options, Arc::new(|_| {}))
-        .await
-        .unwrap();
+    let results = run::execute(
+        project,
+        adapter,
+        &selection,
+        options,
+        Arc::new(|_: run::RunEvent| {}),
+    )
+    .await
+    .unwrap();
     results
         .results
         .into_iter()
@@ -185,8 +191,8 @@ async fn materializations_incremental_strategies_and_snapshots_on_postgres() {
     assert_eq!(
         versions,
         vec![
-            vec!["b".into(), false.into()],
-            vec!["bb".into(), true.into()]
+            vec![serde_json::json!("b"), serde_json::json!(false)],
+            vec![serde_json::json!("bb"), serde_json::json!(true)]
         ]
     );
     assert_eq!(

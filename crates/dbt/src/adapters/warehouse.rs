@@ -35,6 +35,7 @@ fn adapter_error(e: WarehouseError) -> AdapterError {
 impl WarehouseAdapter {
     /// An adapter over an open warehouse.
     pub fn new(warehouse: Arc<Warehouse>) -> Self {
+        warehouse.session().register_udf(super::md5_udf::md5_udf());
         Self { warehouse }
     }
 

@@ -153,27 +153,29 @@ fn dependencies(
         .map(|id| (id.clone(), nearest(id, parents, set, &mut memo)))
         .collect();
     if build {
-        // A test runs before the children of the nodes it tests, unless that child is upstream of the test.
-        for id in set {
-            let Some(node) = project.manifest.nodes.get(id) else {
-                continue;
-            };
-            if node.resource_type != ResourceType::Test {
-                continue;
-            }
-            let upstream = project.graph.ancestors(id, None);
-            for parent in &node.depends_on.nodes {
-                for child in project.graph.descendants(parent, None) {
-                    if child == *id || !set.contains(&child) || upstream.contains(&child) {
-                        continue;
-                    }
-                    let is_test = project
-                        .manifest
-                        .nodes
-                        .get(&child)
-                        .is_some_and(|n| n.resource_type == ResourceType::Test);
-                    if !is_test {
-                        deps.entry(child).or_default().insert(id.clone());
+        // dbt's rule: a test runs before every node whose ancestors include everything the test depends on.
+        let tests: Vec<&crate::node::Node> = set
+            .iter()
+            .filter_map(|id| project.manifest.nodes.get(id))
+            .filter(|n| n.resource_type == ResourceType::Test)
+            .collect();
+        if !tests.is_empty() {
+            for id in set {
+                let is_test = project
+                    .manifest
+                    .nodes
+                    .get(id)
+                    .is_some_and(|n| n.resource_type == ResourceType::Test);
+                if is_test {
+                    continue;
+                }
+                let ancestors = project.graph.ancestors(id, None);
+                for test in &tests {
+                    let parents = &test.depends_on.nodes;
+                    if !parents.is_empty() && parents.iter().all(|p| ancestors.contains(p)) {
+                        deps.entry(id.clone())
+                            .or_default()
+                            .insert(test.unique_id.clone());
                     }
                 }
             }
@@ -236,6 +238,7 @@ pub async fn execute(
             .cloned()
             .collect();
         ready.sort_by_key(|id| order[id.as_str()]);
+        let mut skipped_any = false;
         for id in ready {
             let blocked = stop || deps[&id].iter().any(|d| status[d].blocks_children());
             if blocked {
@@ -254,6 +257,7 @@ pub async fn execute(
                     result: result.clone(),
                 });
                 results.results.push(result);
+                skipped_any = true;
                 continue;
             }
             if running.len() >= threads {
@@ -290,6 +294,10 @@ pub async fn execute(
         if running.is_empty() {
             if pending.is_empty() {
                 break;
+            }
+            if skipped_any {
+                // The skipped nodes' children are ready to be skipped in turn.
+                continue;
             }
             // Everything left waits on something that will never finish: cannot happen in a DAG.
             return Err(DbtError::Internal(format!(

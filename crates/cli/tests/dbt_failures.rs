@@ -126,7 +126,7 @@ fn failing_tests_fail_and_build_skips_their_children(target: &str) {
         "fail"
     );
     assert_eq!(
-        status("test.failing.relationships_stg_trips_pickup_locationid"),
+        status("test.failing.relationships_stg_trips_pickup"),
         "fail"
     );
     assert_eq!(

@@ -76,7 +76,7 @@ async fn build(
         .into_iter()
         .map(|r| {
             (
-                r.unique_id.rsplit('.').next().unwrap().to_string(),
+                r.unique_id.split('.').nth(2).unwrap().to_string(),
                 (r.status, r.message),
             )
         })
@@ -213,4 +213,62 @@ async fn materializations_incremental_strategies_and_snapshots_on_postgres() {
         rows(format!("select count(amount) from {schema}.inc_merge")).await[0][0],
         3
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn build_fails_bad_rows_and_skips_the_children_of_failed_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = format!("failing_{}", std::process::id());
+    let (target, _) = pg_target(&schema);
+    write(
+        dir.path(),
+        &[
+            ("dbt_project.yml", "name: failing\nprofile: failing\n"),
+            (
+                "seeds/zones.csv",
+                "locationid,zone\n1,Newark Airport\n2,Jamaica Bay\n",
+            ),
+            (
+                "seeds/trips.csv",
+                "trip_id,pickup_locationid,amount\n1,1,10.5\n2,2,3.25\n2,1,4\n3,,5\n4,99,1\n",
+            ),
+            (
+                "models/stg_trips.sql",
+                "select trip_id, pickup_locationid, amount from {{ ref('trips') }}",
+            ),
+            (
+                "models/trip_totals.sql",
+                "{{ config(materialized='table') }}select pickup_locationid, sum(amount) as amount from {{ ref('stg_trips') }} group by pickup_locationid",
+            ),
+            (
+                "models/zone_names.sql",
+                "select locationid, zone from {{ ref('zones') }}",
+            ),
+            (
+                "models/schema.yml",
+                "version: 2\nmodels:\n  - name: stg_trips\n    columns:\n      - name: trip_id\n        data_tests:\n          - unique\n          - accepted_values:\n              arguments:\n                values: [1, 2, 3]\n                quote: false\n              config:\n                severity: warn\n      - name: pickup_locationid\n        data_tests:\n          - not_null\n          - relationships:\n              arguments:\n                to: ref('zones')\n                field: locationid\n",
+            ),
+        ],
+    );
+    let results = build(dir.path(), &target, RunCommand::Build, false).await;
+    let status = |prefix: &str| {
+        results
+            .iter()
+            .find(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v.0)
+            .unwrap_or_else(|| panic!("no {prefix} in {results:#?}"))
+    };
+    assert_eq!(status("unique_stg_trips_trip_id"), NodeStatus::Fail);
+    assert_eq!(
+        status("not_null_stg_trips_pickup_locationid"),
+        NodeStatus::Fail
+    );
+    assert_eq!(status("relationships_stg_trips_pickup"), NodeStatus::Fail);
+    assert_eq!(
+        status("accepted_values_stg_trips_trip_id"),
+        NodeStatus::Warn
+    );
+    assert_eq!(status("trip_totals"), NodeStatus::Skipped);
+    assert_eq!(status("zone_names"), NodeStatus::Success);
+    assert_eq!(status("stg_trips"), NodeStatus::Success);
 }

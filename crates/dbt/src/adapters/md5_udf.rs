@@ -61,9 +61,14 @@ mod tests {
 
     #[test]
     fn md5_is_lower_case_hex_like_postgres() {
-        let v = md5_of(&[ColumnarValue::Scalar(datafusion::scalar::ScalarValue::Utf8(Some("a".into())))]).unwrap();
+        let v = md5_of(&[ColumnarValue::Scalar(
+            datafusion::scalar::ScalarValue::Utf8(Some("a".into())),
+        )])
+        .unwrap();
         match v {
-            ColumnarValue::Scalar(s) => assert_eq!(s.to_string(), "0cc175b9c0f1b6a831c399e269772661"),
+            ColumnarValue::Scalar(s) => {
+                assert_eq!(s.to_string(), "0cc175b9c0f1b6a831c399e269772661")
+            }
             other => panic!("{other:?}"),
         }
     }

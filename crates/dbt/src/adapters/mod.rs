@@ -2,8 +2,9 @@
 //! warehouse over the lake ([`WarehouseAdapter`], `type: tripline`). Both implement the compiler's [`Adapter`]
 //! and the executor's [`RunAdapter`].
 
+mod md5_udf;
 mod postgres;
-// mod warehouse; (needs the warehouse's views and MERGE from main)
+mod warehouse;
 
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use async_trait::async_trait;
 
 pub use postgres::PostgresAdapter;
-// pub use warehouse::WarehouseAdapter;
+pub use warehouse::WarehouseAdapter;
 
 use crate::adapter::{Adapter, AdapterError, QueryResult, RelationName};
 use crate::run::dialect::Dialect;
@@ -134,10 +135,10 @@ pub async fn connect(
 }
 
 async fn connect_warehouse(
-    _lake_root: &str,
-    _tripline_project: &std::path::Path,
+    lake_root: &str,
+    tripline_project: &std::path::Path,
 ) -> crate::error::Result<Arc<dyn RunAdapter>> {
-    Err(crate::error::DbtError::NotSupported(
-        "running on the embedded warehouse (type: tripline) before its views and MERGE land".into(),
+    Ok(Arc::new(
+        WarehouseAdapter::open(lake_root, tripline_project).await?,
     ))
 }

@@ -40,7 +40,10 @@ impl WarehouseAdapter {
     }
 
     /// Open the warehouse in the lake at `lake_root` of the tripline project at `project_dir`.
-    pub async fn open(lake_root: &str, project_dir: &std::path::Path) -> Result<Self, AdapterError> {
+    pub async fn open(
+        lake_root: &str,
+        project_dir: &std::path::Path,
+    ) -> Result<Self, AdapterError> {
         let warehouse = Warehouse::open(lake_root, project_dir)
             .await
             .map_err(adapter_error)?;
@@ -68,9 +71,18 @@ impl Adapter for WarehouseAdapter {
             .execute(sql, RunMode::Run)
             .await
             .map_err(adapter_error)?;
-        let rows = result
-            .rows_affected
-            .or_else(|| (result.kind == "query").then(|| result.row_count() as u64));
+        let is_dml = sql.split_whitespace().next().is_some_and(|w| {
+            ["insert", "merge", "delete", "update"].contains(&w.to_ascii_lowercase().as_str())
+        });
+        let rows = if is_dml {
+            // DML answers with one `count` row.
+            batches_to_rows(&result.batches)
+                .first()
+                .and_then(|r| r.first())
+                .and_then(|v| v.as_u64())
+        } else {
+            (result.kind == "query").then(|| result.row_count() as u64)
+        };
         Ok(QueryResult {
             columns: result
                 .schema

@@ -78,7 +78,92 @@ fn assert_clean_build(run: &Run) {
     );
 }
 
+/// `tripline ingest --to postgres://` into a fresh database; returns its URL.
+fn ingest_postgres(dir: &Path, green: &Path, yellow: &Path, name: &str) -> String {
+    let url = fresh_database(name);
+    for (file, kind) in [(green, "green"), (yellow, "yellow")] {
+        tripline(
+            dir,
+            &[
+                "--json",
+                "ingest",
+                file.to_str().unwrap(),
+                "--kind",
+                kind,
+                "--to",
+                &url,
+            ],
+        )
+        .ok();
+    }
+    url
+}
+
 #[test]
+fn the_example_project_builds_on_postgres_and_a_second_build_adds_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (green, yellow) = project_with_trips(dir.path());
+    let dbt_dir = dir.path().join("dbt");
+    let url = ingest_postgres(dir.path(), &green, &yellow, "dbt_nyc_pg");
+    let env = pg_env(&url);
+    let run = dbt(dir.path(), &env, &["build", "--target", "postgres"]);
+    assert_clean_build(&run);
+    assert!(
+        run.stdout
+            .contains("OK created sql incremental model dbt_nyc.fact_trips"),
+        "{}",
+        run.stdout
+    );
+    let statuses_first = statuses(&dbt_dir);
+    assert!(
+        statuses_first
+            .values()
+            .all(|s| s == "success" || s == "pass"),
+        "{statuses_first:#?}"
+    );
+    let first = totals(|sql| psql(&url, sql));
+    let fact_rows: u64 = first[2].split('|').nth(1).unwrap().parse().unwrap();
+    assert!(fact_rows > (GREEN_ROWS + YELLOW_ROWS) / 2, "{first:?}");
+    // (The singular test assert_mart_revenue_matches_fact checks the mart adds up to the fact table.)
+
+    let again = dbt(dir.path(), &env, &["build", "--target", "postgres"]);
+    assert_clean_build(&again);
+    assert_eq!(totals(|sql| psql(&url, sql)), first);
+    let executed =
+        std::fs::read_to_string(dbt_dir.join("target/run/nyc_taxi/models/core/fact_trips.sql"))
+            .unwrap();
+    assert!(executed.contains("merge into"), "{executed}");
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dbt_dir.join("target/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(manifest["nodes"]["model.nyc_taxi.fact_trips"]["compiled_code"].is_string());
+    assert!(
+        dbt_dir
+            .join("target/compiled/nyc_taxi/models/core/fact_trips.sql")
+            .is_file()
+    );
+
+    // --full-refresh rebuilds the incremental model from scratch, with the same rows.
+    let full = dbt(
+        dir.path(),
+        &env,
+        &[
+            "run",
+            "--target",
+            "postgres",
+            "-s",
+            "fact_trips",
+            "--full-refresh",
+        ],
+    );
+    assert_eq!(full.code, 0, "{}", full.stdout);
+    assert_eq!(statuses(&dbt_dir).len(), 1);
+    assert_eq!(totals(|sql| psql(&url, sql)), first);
+}
+
+#[test]
+#[ignore = "needs the warehouse's CREATE VIEW and MERGE (the warehouse work landing on main)"]
 fn the_example_project_builds_alike_on_the_warehouse_and_postgres() {
     let dir = tempfile::tempdir().unwrap();
     let (green, yellow) = project_with_trips(dir.path());

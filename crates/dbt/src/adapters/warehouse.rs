@@ -66,11 +66,20 @@ impl Adapter for WarehouseAdapter {
     }
 
     async fn execute(&self, sql: &str, fetch: bool) -> Result<QueryResult, AdapterError> {
-        let result = self
-            .warehouse
-            .execute(sql, RunMode::Run)
-            .await
-            .map_err(adapter_error)?;
+        // Run the statement on a blocking thread that waits for it: the warehouse's futures need not be `Send`.
+        let warehouse = self.warehouse.clone();
+        let statement = sql.to_string();
+        let handle = tokio::runtime::Handle::current();
+        let result = tokio::task::spawn_blocking(move || {
+            handle.block_on(warehouse.execute(&statement, RunMode::Run))
+        })
+        .await
+        .map_err(|e| {
+            AdapterError::external(format!(
+                "internal: a warehouse statement failed to run: {e}"
+            ))
+        })?
+        .map_err(adapter_error)?;
         let is_dml = sql.split_whitespace().next().is_some_and(|w| {
             ["insert", "merge", "delete", "update"].contains(&w.to_ascii_lowercase().as_str())
         });

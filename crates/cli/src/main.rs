@@ -6,6 +6,7 @@ mod dbt;
 mod ingest;
 mod output;
 mod run;
+mod shell;
 mod sql;
 
 use std::path::PathBuf;
@@ -51,7 +52,7 @@ enum Command {
     Ingest(ingest::IngestArgs),
     /// Run the project's pipeline on the embedded default: generate a month of trips and load it into the lake.
     Run(run::RunArgs),
-    /// Run SQL and BigQuery-style DDL in the warehouse over the lake (tables, external tables, dry runs).
+    /// Run SQL in the warehouse over the lake (BigQuery-style DDL, DML, dry runs) or in PostgreSQL; a shell without -e.
     Sql(sql::SqlArgs),
     /// Run a dbt project (models, seeds, tests, docs) on the embedded warehouse or PostgreSQL.
     Dbt(dbt::DbtArgs),
@@ -82,6 +83,11 @@ impl Failure {
             domain: ErrorDomain::User,
             usage: true,
         }
+    }
+
+    /// The message for people.
+    pub fn message(&self) -> &str {
+        &self.message
     }
 
     /// A failure already reported in the command's own output (exit code 1, no further message).

@@ -60,10 +60,10 @@ fn python(port: u16, code: &str) -> String {
 }
 
 fn ingest_s3(project: &std::path::Path, port: u16, file: &std::path::Path) -> Run {
-    Command::new(bin())
-        .arg("-C")
-        .arg(project)
-        .args([
+    on_s3(
+        project,
+        port,
+        &[
             "--json",
             "ingest",
             file.to_str().unwrap(),
@@ -71,7 +71,17 @@ fn ingest_s3(project: &std::path::Path, port: u16, file: &std::path::Path) -> Ru
             "yellow",
             "--to",
             "s3://tripline/lake",
-        ])
+        ],
+    )
+}
+
+/// Run tripline with the lake root on the test server (`TRIPLINE_LAKE_ROOT=s3://tripline/lake`).
+fn on_s3(project: &std::path::Path, port: u16, args: &[&str]) -> Run {
+    Command::new(bin())
+        .arg("-C")
+        .arg(project)
+        .args(args)
+        .env("TRIPLINE_LAKE_ROOT", "s3://tripline/lake")
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_REGION", "us-east-1")
@@ -123,4 +133,51 @@ fn a_missing_bucket_is_named() {
     let run = ingest_s3(project.path(), moto.1, &sample);
     assert_eq!(run.code, 1);
     assert!(run.stderr.contains("s3://tripline/lake"), "{}", run.stderr);
+}
+
+#[test]
+fn the_warehouse_on_s3_creates_partitioned_delta_tables_merges_and_reads_them_back() {
+    let moto = start_moto();
+    python(moto.1, "s3.create_bucket(Bucket='tripline')");
+    let project = tempfile::tempdir().unwrap();
+    let project = project.path();
+    let sample = shared_data().join("samples/yellow_tripdata_2021-01_head22792.csv");
+    ingest_s3(project, moto.1, &sample).ok();
+    let script = "CREATE EXTERNAL TABLE trips.ext OPTIONS (format = 'PARQUET', uris = ['s3://tripline/lake/raw/yellow/*']);
+                  CREATE TABLE trips.yellow PARTITION BY DATE(tpep_pickup_datetime) CLUSTER BY VendorID AS
+                    SELECT * FROM trips.ext;
+                  DELETE FROM trips.yellow WHERE VendorID = 1;
+                  MERGE INTO trips.yellow t USING (SELECT * FROM trips.ext WHERE VendorID = 1) s
+                    ON t.tpep_pickup_datetime = s.tpep_pickup_datetime AND t.VendorID = s.VendorID
+                    WHEN NOT MATCHED THEN INSERT ROW;
+                  SELECT count(*) AS n, round(sum(total_amount), 2) AS total FROM trips.yellow;
+                  SELECT count(*) AS n, round(sum(total_amount), 2) AS total FROM trips.ext";
+    let report = on_s3(project, moto.1, &["--json", "sql", "-e", script])
+        .ok()
+        .json();
+    let statements = report["statements"].as_array().unwrap();
+    assert_eq!(statements[4]["rows"], statements[5]["rows"], "{report:#}");
+    assert_eq!(statements[4]["rows"][0]["n"], 22_792);
+    assert!(statements[4]["bytes_scanned"].as_u64().unwrap() > 0);
+    // A fresh process finds the table in the bucket's catalog; the Delta log is in the bucket.
+    let again = on_s3(
+        project,
+        moto.1,
+        &[
+            "--json",
+            "sql",
+            "-e",
+            "SELECT count(*) AS n FROM trips.yellow",
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!(again["statements"][0]["rows"][0]["n"], 22_792);
+    let log = python(
+        moto.1,
+        "print(sum(1 for o in s3.list_objects_v2(Bucket='tripline', Prefix='lake/warehouse/trips/yellow/_delta_log/')['Contents'] if o['Key'].endswith('.json')))",
+    );
+    assert_eq!(log, "3", "create, delete and merge: three commits");
+    // Nothing was written to the project directory: the lake is the bucket.
+    assert!(!project.join("lake").exists());
 }

@@ -134,6 +134,16 @@ fn partitioned_and_clustered_tables_return_the_same_rows_and_scan_fewer_bytes() 
     );
     assert_eq!(&by_partition["rows"], rows);
     assert_eq!(by_partition["files_read"], 7);
+    // The course writes the filter as DATE(col) BETWEEN '...' AND '...': it prunes to the same 7 days.
+    let by_date = one(
+        project,
+        "SELECT count(*) AS trips, round(sum(total_amount), 2) AS total, \
+                min(tpep_pickup_datetime) AS first, max(tpep_pickup_datetime) AS last \
+         FROM trips.yellow_part_clust \
+         WHERE DATE(tpep_pickup_datetime) BETWEEN '2021-02-10' AND '2021-02-16' AND VendorID = 1",
+    );
+    assert_eq!(&by_date["rows"], rows);
+    assert_eq!(by_date["files_read"], 7);
     // ... and so does the external table's text-typed Hive partition.
     let by_month = one(
         project,
@@ -471,8 +481,71 @@ fn sql_output_formats_and_usage() {
     let run = tripline(project, &["--json", "sql", "-f", script.to_str().unwrap()]).ok();
     assert_eq!(run.json()["statements"].as_array().unwrap().len(), 2);
 
-    let usage = tripline(project, &["sql"]);
+    let usage = tripline(project, &["sql", "--format", "yaml", "-e", "SELECT 1"]);
     assert_eq!(usage.code, 2, "{}", usage.stderr);
     let err = sql_err(project, "SELEC 1");
     assert!(err.contains("SELEC"), "{err}");
+}
+
+/// The example project's SQL files (`examples/nyc-taxi/sql/`) run as the README says, on a generated month.
+#[test]
+fn the_example_warehouse_lesson_runs_and_shows_the_pruning() {
+    let project = tempfile::tempdir().unwrap();
+    let project = project.path();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/nyc-taxi");
+    std::fs::create_dir_all(project.join("seeds")).unwrap();
+    std::fs::copy(
+        example.join("seeds/taxi_zone_lookup.csv"),
+        project.join("seeds/taxi_zone_lookup.csv"),
+    )
+    .unwrap();
+    let file = project.join("yellow_tripdata_2024-01.parquet");
+    datagen(project, "yellow", "2024-01", 60_000, "parquet", &file, &[]);
+    ingest_json(project, file.to_str().unwrap(), "yellow");
+    let sql_dir = example.join("sql");
+    let run_file = |name: &str, extra: &[&str]| {
+        let path = sql_dir.join(name);
+        let mut args = vec!["--json", "sql"];
+        args.extend_from_slice(extra);
+        args.extend(["-f", path.to_str().unwrap()]);
+        tripline(project, &args).ok().json()
+    };
+    let created = run_file("01_tables.sql", &[]);
+    assert_eq!(created["statements"].as_array().unwrap().len(), 4);
+
+    let compare = run_file("02_compare.sql", &[]);
+    let s = compare["statements"].as_array().unwrap();
+    assert_eq!(s[0]["rows"], s[1]["rows"], "same vendors from both tables");
+    assert_eq!(
+        s[2]["rows"], s[3]["rows"],
+        "same count partitioned and clustered"
+    );
+    assert!(s[2]["rows"][0]["trips"].as_u64().unwrap() > 100);
+    let bytes = |i: usize| s[i]["bytes_scanned"].as_u64().unwrap();
+    assert!(
+        bytes(1) * 3 < bytes(0),
+        "7 of 31 days: {} vs {}",
+        bytes(1),
+        bytes(0)
+    );
+    assert_eq!(s[1]["files_read"], 7);
+    assert!(
+        bytes(3) <= bytes(2),
+        "clustered {} vs partitioned {}",
+        bytes(3),
+        bytes(2)
+    );
+
+    let dry = run_file("02_compare.sql", &["--dry-run"]);
+    let d = dry["statements"].as_array().unwrap();
+    assert!(
+        d.iter()
+            .all(|x| x["row_count"] == 0 && x["dry_run"] == true)
+    );
+    assert!(d[1]["bytes_scanned"].as_u64().unwrap() * 3 < d[0]["bytes_scanned"].as_u64().unwrap());
+
+    let refresher = run_file("03_refresher.sql", &[]);
+    let r = refresher["statements"].as_array().unwrap();
+    assert_eq!(r[1]["row_count"], 10);
+    assert!(r[2]["rows"][0]["borough"].is_string(), "{:#}", r[2]);
 }

@@ -83,6 +83,8 @@ pub struct Lake {
     store: Arc<dyn ObjectStore>,
     url: Url,
     local_root: Option<PathBuf>,
+    /// For object storage: the store at the bucket root and the bucket's URL (`s3://bucket/`).
+    bucket: Option<(Arc<dyn ObjectStore>, Url)>,
 }
 
 impl Lake {
@@ -103,7 +105,15 @@ impl Lake {
             let path = path.canonicalize().map_err(|e| bad(e.to_string()))?;
             Url::from_directory_path(&path).map_err(|()| bad("not an absolute path".into()))?
         };
-        let (store, local_root): (Arc<dyn ObjectStore>, _) = match url.scheme() {
+        let bucket_url = || {
+            Url::parse(&format!(
+                "{}://{}/",
+                url.scheme(),
+                url.host_str().unwrap_or_default()
+            ))
+            .map_err(|e| bad(e.to_string()))
+        };
+        let (store, local_root, bucket): (Arc<dyn ObjectStore>, _, _) = match url.scheme() {
             "file" => {
                 let path = url
                     .to_file_path()
@@ -111,19 +121,21 @@ impl Lake {
                 std::fs::create_dir_all(&path)
                     .map_err(|e| bad(format!("cannot create {}: {e}", path.display())))?;
                 let fs = LocalFileSystem::new_with_prefix(&path).map_err(|e| bad(e.to_string()))?;
-                (Arc::new(fs), Some(path))
+                (Arc::new(fs), Some(path), None)
             }
             "s3" | "s3a" => {
                 let s3 = AmazonS3Builder::from_env()
                     .with_url(url.as_str())
                     .build()
                     .map_err(|e| bad(e.to_string()))?;
+                let root: Arc<dyn ObjectStore> = Arc::new(s3);
                 (
                     Arc::new(object_store::prefix::PrefixStore::new(
-                        s3,
+                        root.clone(),
                         url.path().trim_matches('/'),
                     )),
                     None,
+                    Some((root, bucket_url()?)),
                 )
             }
             "gs" => {
@@ -131,12 +143,14 @@ impl Lake {
                     .with_url(url.as_str())
                     .build()
                     .map_err(|e| bad(e.to_string()))?;
+                let root: Arc<dyn ObjectStore> = Arc::new(gcs);
                 (
                     Arc::new(object_store::prefix::PrefixStore::new(
-                        gcs,
+                        root.clone(),
                         url.path().trim_matches('/'),
                     )),
                     None,
+                    Some((root, bucket_url()?)),
                 )
             }
             other => {
@@ -149,6 +163,7 @@ impl Lake {
             store,
             url,
             local_root,
+            bucket,
         })
     }
 
@@ -160,6 +175,12 @@ impl Lake {
     /// The lake root as a URL.
     pub fn url(&self) -> &Url {
         &self.url
+    }
+
+    /// For a lake on object storage: the store at the bucket root and the bucket's URL (`s3://bucket/`), for
+    /// libraries that address objects by full URL (Delta tables).
+    pub fn bucket(&self) -> Option<(&Arc<dyn ObjectStore>, &Url)> {
+        self.bucket.as_ref().map(|(s, u)| (s, u))
     }
 
     /// The local directory of a `file://` lake.

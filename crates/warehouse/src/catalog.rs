@@ -45,6 +45,7 @@ pub const DEFAULT_ROW_GROUP_ROWS: usize = 131_072;
 
 const ROOT: &str = "warehouse";
 const EXTERNAL_DIR: &str = "_external";
+const VIEWS_DIR: &str = "_views";
 const LAYOUT_FILE: &str = "_tripline_table.json";
 
 /// The URL under which the lake's object store is registered with DataFusion, for external tables.
@@ -65,6 +66,8 @@ pub enum TableKind {
     Delta,
     /// Files in the lake read in place.
     External,
+    /// A stored query.
+    View,
 }
 
 impl std::fmt::Display for TableKind {
@@ -72,6 +75,7 @@ impl std::fmt::Display for TableKind {
         f.write_str(match self {
             Self::Delta => "DELTA",
             Self::External => "EXTERNAL",
+            Self::View => "VIEW",
         })
     }
 }
@@ -97,11 +101,46 @@ pub struct TableInfo {
 
 /// The layout a Delta table was written with, kept beside its log.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct TableLayout {
-    partition_by: Option<String>,
-    partition_column: Option<String>,
-    cluster_by: Vec<String>,
-    row_group_rows: usize,
+pub(crate) struct TableLayout {
+    pub(crate) partition_by: Option<String>,
+    pub(crate) partition_column: Option<String>,
+    pub(crate) cluster_by: Vec<String>,
+    #[serde(default)]
+    pub(crate) row_group_rows: usize,
+}
+
+impl TableLayout {
+    /// `(source column, partition column)` when the partition column is `DATE(source)`, derived on write.
+    pub(crate) fn derived_partition(&self) -> Option<(String, String)> {
+        let source = self
+            .partition_by
+            .as_deref()?
+            .strip_prefix("DATE(")?
+            .strip_suffix(')')?;
+        Some((source.to_string(), self.partition_column.clone()?))
+    }
+
+    /// The order rows are written in: partition column, then cluster columns.
+    pub(crate) fn sort_columns(&self) -> Vec<String> {
+        self.partition_column
+            .iter()
+            .chain(&self.cluster_by)
+            .cloned()
+            .collect()
+    }
+
+    /// Parquet settings for the table's files.
+    pub(crate) fn writer_properties(&self) -> WriterProperties {
+        let rows = if self.row_group_rows == 0 {
+            DEFAULT_ROW_GROUP_ROWS
+        } else {
+            self.row_group_rows
+        };
+        WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_max_row_group_row_count(Some(rows))
+            .build()
+    }
 }
 
 /// An external table definition, as stored in the lake.
@@ -166,9 +205,11 @@ impl Warehouse {
 
     /// The URL of a Delta table's folder.
     fn delta_url(&self, name: &TableName) -> Result<Url> {
-        let root = self.lake.local_root().ok_or_else(|| {
-            WarehouseError::NotSupported("Delta tables outside a local lake".into())
-        })?;
+        let Some(root) = self.lake.local_root() else {
+            let base = self.lake.url().as_str().trim_end_matches('/');
+            return Url::parse(&format!("{base}/{}/", delta_path(name)))
+                .map_err(|e| WarehouseError::Internal(format!("table URL: {e}")));
+        };
         let dir = root.join(delta_path(name).as_ref());
         std::fs::create_dir_all(&dir).map_err(|e| WarehouseError::Store {
             action: "creating",
@@ -180,6 +221,25 @@ impl Warehouse {
         })?;
         Url::from_directory_path(&dir)
             .map_err(|()| WarehouseError::Internal(format!("bad path {}", dir.display())))
+    }
+
+    /// A Delta table handle (not loaded) on the lake's own object store, so S3 and GCS lakes use the credentials
+    /// and endpoint the lake was opened with.
+    fn delta_table(&self, name: &TableName) -> Result<DeltaTable> {
+        let url = self.delta_url(name)?;
+        let mut builder =
+            DeltaTableBuilder::from_url(url.clone()).map_err(|source| WarehouseError::Delta {
+                table: name.to_string(),
+                source,
+            })?;
+        if let Some((store, _)) = self.lake.bucket() {
+            object_store_log::register();
+            builder = builder.with_storage_backend(store.clone(), url);
+        }
+        builder.build().map_err(|source| WarehouseError::Delta {
+            table: name.to_string(),
+            source,
+        })
     }
 
     /// A resolved external uri as a person reads it: a path in the lake rather than the internal store URL.
@@ -237,7 +297,7 @@ impl Warehouse {
         }
     }
 
-    async fn layout(&self, name: &TableName) -> TableLayout {
+    pub(crate) async fn layout(&self, name: &TableName) -> TableLayout {
         let path = delta_path(name).clone().join(LAYOUT_FILE);
         self.lake
             .get_json::<TableLayout>(&path)
@@ -274,6 +334,19 @@ impl Warehouse {
                     .and_then(|f| f.strip_suffix(".json"))
                     .map(str::to_string)
             }));
+            let views_dir = dataset_path(&dataset).clone().join(VIEWS_DIR);
+            let views: Vec<_> = self
+                .store()
+                .list(Some(&views_dir))
+                .try_collect()
+                .await
+                .map_err(self.store_error("listing", &views_dir))?;
+            names.extend(views.iter().filter_map(|m| {
+                m.location
+                    .filename()
+                    .and_then(|f| f.strip_suffix(".json"))
+                    .map(str::to_string)
+            }));
             names.sort();
             names.dedup();
             for table in names {
@@ -303,6 +376,17 @@ impl Warehouse {
                 location: self.lake.display(&delta_path(name)),
             }));
         }
+        if self.view_definition(name).await?.is_some() {
+            return Ok(Some(TableInfo {
+                name: name.clone(),
+                kind: TableKind::View,
+                partition_by: None,
+                partition_column: None,
+                cluster_by: Vec::new(),
+                hive_partitions: Vec::new(),
+                location: self.lake.display(&crate::view::view_path(name)),
+            }));
+        }
         if let Some(def) = self.external_definition(name).await? {
             return Ok(Some(TableInfo {
                 name: name.clone(),
@@ -325,22 +409,53 @@ impl Warehouse {
     /// Register every table in the lake with the session. A table that cannot be read is skipped with a warning,
     /// so one broken table does not take the others down; querying it then says it is not found.
     pub(crate) async fn load_catalog(&self) -> Result<()> {
+        let mut views = Vec::new();
         for info in self.list_tables(None).await? {
+            self.note_partitioning(
+                &info.name,
+                info.partition_by.as_deref(),
+                info.partition_column.as_deref(),
+            );
             let registered = match info.kind {
                 TableKind::Delta => self.register_delta(&info.name).await,
                 TableKind::External => match self.external_definition(&info.name).await? {
                     Some(def) => self.register_external(&info.name, &def).await,
                     None => Ok(()),
                 },
+                TableKind::View => {
+                    views.push(info.name.clone());
+                    Ok(())
+                }
             };
             if let Err(e) = registered {
                 tracing::warn!(table = %info.name, error = %e, "skipping unreadable table");
             }
         }
+        // Views last, and views over views once what they read is there.
+        while !views.is_empty() {
+            let before = views.len();
+            let mut pending = Vec::new();
+            for name in views {
+                let Some(def) = self.view_definition(&name).await? else {
+                    continue;
+                };
+                match self.view_provider(&name, &def.sql).await {
+                    Ok(provider) => self.register(&name, provider)?,
+                    Err(e) => pending.push((name, e)),
+                }
+            }
+            if pending.len() == before {
+                for (name, e) in pending {
+                    tracing::warn!(view = %name, error = %e, "skipping a view that cannot be planned");
+                }
+                break;
+            }
+            views = pending.into_iter().map(|(name, _)| name).collect();
+        }
         Ok(())
     }
 
-    fn ensure_dataset(&self, dataset: &str) -> Result<()> {
+    pub(crate) fn ensure_dataset(&self, dataset: &str) -> Result<()> {
         let catalog = self
             .ctx
             .catalog("datafusion")
@@ -353,7 +468,11 @@ impl Warehouse {
         Ok(())
     }
 
-    fn register(&self, name: &TableName, provider: Arc<dyn TableProvider>) -> Result<()> {
+    pub(crate) fn register(
+        &self,
+        name: &TableName,
+        provider: Arc<dyn TableProvider>,
+    ) -> Result<()> {
         self.ensure_dataset(&name.dataset)?;
         self.ctx
             .deregister_table(table_ref(name))
@@ -364,14 +483,16 @@ impl Warehouse {
         Ok(())
     }
 
-    async fn open_delta(&self, name: &TableName) -> Result<DeltaTable> {
+    pub(crate) async fn open_delta(&self, name: &TableName) -> Result<DeltaTable> {
         let delta_err = |source| WarehouseError::Delta {
             table: name.to_string(),
             source,
         };
-        DeltaTable::try_from_url(self.delta_url(name)?)
-            .await
-            .map_err(delta_err)
+        let mut table = self.delta_table(name)?;
+        match table.load().await {
+            Ok(()) | Err(deltalake::DeltaTableError::NotATable(_)) => Ok(table),
+            Err(e) => Err(delta_err(e)),
+        }
     }
 
     async fn register_delta(&self, name: &TableName) -> Result<()> {
@@ -379,7 +500,11 @@ impl Warehouse {
         self.register_delta_table(name, &table).await
     }
 
-    async fn register_delta_table(&self, name: &TableName, table: &DeltaTable) -> Result<()> {
+    pub(crate) async fn register_delta_table(
+        &self,
+        name: &TableName,
+        table: &DeltaTable,
+    ) -> Result<()> {
         let delta_err = |source| WarehouseError::Delta {
             table: name.to_string(),
             source,
@@ -467,6 +592,13 @@ impl Warehouse {
             };
         } else if Path::new(base).is_absolute() {
             PathBuf::from(base)
+        } else if lake_root.is_none() {
+            // A lake on object storage: relative uris are keys under the lake root.
+            return Ok(format!(
+                "{}{}{glob}",
+                lake_store_url(),
+                base.trim_start_matches("./").trim_start_matches('/')
+            ));
         } else {
             let from_project = self.project_dir.join(base);
             match (&lake_root, from_project.exists()) {
@@ -662,6 +794,7 @@ impl Warehouse {
             .sql_with_options(&c.query, SQLOptions::new().with_allow_ddl(false))
             .await
             .map_err(WarehouseError::query)?;
+        let df = self.prune_by_date(df)?;
         let layout = self.check_layout(c, df.schema())?;
         let mut df = df;
         let mut order = Vec::new();
@@ -703,12 +836,7 @@ impl Warehouse {
             self.open_delta(&c.name).await?
         } else {
             // A new location: build without loading, there is no log to read yet.
-            DeltaTableBuilder::from_url(self.delta_url(&c.name)?)
-                .and_then(DeltaTableBuilder::build)
-                .map_err(|source| WarehouseError::Delta {
-                    table: c.name.to_string(),
-                    source,
-                })?
+            self.delta_table(&c.name)?
         };
         // One writer stream: files keep the order of the sorted input (several streams would interleave it).
         let write_state = SessionStateBuilder::new_from_existing(self.ctx.state())
@@ -766,6 +894,11 @@ impl Warehouse {
         self.lake
             .put_json(&delta_path(&c.name).clone().join(LAYOUT_FILE), &layout)
             .await?;
+        self.note_partitioning(
+            &c.name,
+            layout.partition_by.as_deref(),
+            layout.partition_column.as_deref(),
+        );
         self.register_delta_table(&c.name, &table).await?;
 
         let (files, rows) = table
@@ -894,6 +1027,9 @@ impl Warehouse {
             }
             return Err(not_found(name));
         };
+        if info.kind == TableKind::View {
+            return Err(ddl(format!("{name} is a view: DROP VIEW {name}")));
+        }
         if mode == RunMode::DryRun {
             return Ok(empty_result(
                 "drop_table",
@@ -902,6 +1038,7 @@ impl Warehouse {
             ));
         }
         match info.kind {
+            TableKind::View => unreachable!("refused above"),
             TableKind::External => {
                 let path = external_path(name);
                 self.store()
@@ -934,10 +1071,59 @@ impl Warehouse {
         self.ctx
             .deregister_table(table_ref(name))
             .map_err(WarehouseError::query)?;
+        self.note_partitioning(name, None, None);
         Ok(empty_result(
             "drop_table",
             ScanReport::default(),
             format!("dropped {} table {name}", info.kind),
+        ))
+    }
+}
+
+impl Warehouse {
+    /// `DROP VIEW [IF EXISTS] ds.v`.
+    pub(crate) async fn drop_view(
+        &self,
+        name: &TableName,
+        if_exists: bool,
+        mode: RunMode,
+    ) -> Result<StatementResult> {
+        match self.table_info(name).await? {
+            None if if_exists => {
+                return Ok(empty_result(
+                    "drop_view",
+                    ScanReport::default(),
+                    format!("{name} does not exist; nothing changed"),
+                ));
+            }
+            None => return Err(not_found(name)),
+            Some(info) if info.kind != TableKind::View => {
+                return Err(ddl(format!(
+                    "{name} is a {} table, not a view: DROP TABLE {name}",
+                    info.kind
+                )));
+            }
+            Some(_) => {}
+        }
+        if mode == RunMode::DryRun {
+            return Ok(empty_result(
+                "drop_view",
+                ScanReport::default(),
+                format!("would drop view {name}"),
+            ));
+        }
+        let path = crate::view::view_path(name);
+        self.store()
+            .delete(&path)
+            .await
+            .map_err(self.store_error("deleting", &path))?;
+        self.ctx
+            .deregister_table(table_ref(name))
+            .map_err(WarehouseError::query)?;
+        Ok(empty_result(
+            "drop_view",
+            ScanReport::default(),
+            format!("dropped view {name}"),
         ))
     }
 }
@@ -1013,5 +1199,53 @@ impl TableProvider for ExternalTable {
         _insert_op: datafusion::logical_expr::dml::InsertOp,
     ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
         datafusion::common::plan_err!("{}", WarehouseError::ReadOnly(self.name.clone()))
+    }
+}
+
+/// Delta commits on object storage: delta-rs finds a log store by URL scheme, and its S3 and GCS log stores come
+/// with cloud SDK features this build leaves out. The default log store commits with a conditional put
+/// (`If-None-Match: *`), which object_store's S3 and GCS clients send, so it is registered for those schemes over
+/// the lake's own store.
+mod object_store_log {
+    use std::sync::{Arc, Once};
+
+    use deltalake::DeltaResult;
+    use deltalake::logstore::{
+        LogStore, LogStoreFactory, ObjectStoreRef, StorageConfig, default_logstore,
+        logstore_factories,
+    };
+    use url::Url;
+
+    struct ConditionalPutLogStore;
+
+    impl LogStoreFactory for ConditionalPutLogStore {
+        fn with_options(
+            &self,
+            prefixed_store: ObjectStoreRef,
+            root_store: ObjectStoreRef,
+            location: &Url,
+            options: &StorageConfig,
+        ) -> DeltaResult<Arc<dyn LogStore>> {
+            Ok(default_logstore(
+                prefixed_store,
+                root_store,
+                location,
+                options,
+            ))
+        }
+    }
+
+    /// Register the log store for the object-storage schemes (once per process).
+    pub(super) fn register() {
+        static ONCE: Once = Once::new();
+        ONCE.call_once(|| {
+            let factories = logstore_factories();
+            for scheme in ["s3://", "s3a://", "gs://"] {
+                let url = Url::parse(scheme).expect("valid scheme URL");
+                if !factories.contains_key(&url) {
+                    factories.insert(url, Arc::new(ConditionalPutLogStore));
+                }
+            }
+        });
     }
 }

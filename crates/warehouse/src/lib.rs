@@ -13,9 +13,13 @@
 
 mod catalog;
 mod date_udf;
+mod dml;
 mod error;
+mod history;
+mod pruning;
 mod scan;
 pub mod statement;
+mod view;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,7 +35,7 @@ use tripline_lake::Lake;
 pub use catalog::{TableInfo, TableKind};
 pub use error::{Result, WarehouseError};
 pub use scan::ScanReport;
-pub use statement::{ExternalFormat, PartitionSpec, Statement, TableName};
+pub use statement::{AsOf, ExternalFormat, PartitionSpec, Statement, TableName};
 
 /// Whether statements run or are only planned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -49,7 +53,7 @@ pub struct StatementResult {
     /// The statement, as written.
     pub sql: String,
     /// What kind of statement it was: `query`, `create_table`, `create_external_table`, `drop_table`,
-    /// `show_tables`, `describe`.
+    /// `show_tables`, `describe`, `insert`, `delete`, `update`, `merge`.
     pub kind: &'static str,
     /// The schema of the rows.
     pub schema: SchemaRef,
@@ -63,6 +67,8 @@ pub struct StatementResult {
     pub seconds: f64,
     /// Whether this was only planned.
     pub dry_run: bool,
+    /// Rows inserted, updated or deleted (DML only).
+    pub rows_affected: Option<u64>,
 }
 
 impl StatementResult {
@@ -77,6 +83,8 @@ pub struct Warehouse {
     lake: Lake,
     project_dir: PathBuf,
     ctx: SessionContext,
+    /// Tables partitioned by `DATE(col)`, for rewriting `DATE(col)` filters to their partition column.
+    derived: std::sync::RwLock<pruning::DerivedPartitions>,
 }
 
 impl Warehouse {
@@ -84,13 +92,6 @@ impl Warehouse {
     /// every dataset and table found under `warehouse/`.
     pub async fn open(root: &str, project_dir: &Path) -> Result<Self> {
         let lake = Lake::open(root, project_dir)?;
-        if lake.url().scheme() != "file" {
-            return Err(WarehouseError::NotSupported(format!(
-                "a warehouse on {} (Delta tables need the deltalake object-store feature for this scheme); use a \
-                 local lake for now",
-                lake.url().scheme()
-            )));
-        }
         let mut config = SessionConfig::new()
             // Column names as written, so `VendorID` works unquoted as in BigQuery and the TLC files.
             .set_bool("datafusion.sql_parser.enable_ident_normalization", false);
@@ -110,6 +111,7 @@ impl Warehouse {
             lake,
             project_dir: project_dir.to_path_buf(),
             ctx,
+            derived: Default::default(),
         };
         warehouse.load_catalog().await?;
         Ok(warehouse)
@@ -146,14 +148,33 @@ impl Warehouse {
         let start = Instant::now();
         let parsed = statement::parse_statement(sql)?;
         let mut result = match parsed {
-            Statement::Query(q) => self.query(&q, mode).await?,
-            Statement::CreateTable(c) => self.create_table(&c, mode).await?,
+            Statement::Query(q) => {
+                let q = self.resolve_time_travel(&q).await?;
+                self.query(&q, mode).await?
+            }
+            Statement::CreateTable(mut c) => {
+                c.query = self.resolve_time_travel(&c.query).await?;
+                self.create_table(&c, mode).await?
+            }
             Statement::CreateExternalTable(c) => self.create_external_table(&c, mode).await?,
+            Statement::CreateView(c) => self.create_view(&c, mode).await?,
+            Statement::DropView { name, if_exists } => {
+                self.drop_view(&name, if_exists, mode).await?
+            }
             Statement::DropTable { name, if_exists } => {
                 self.drop_table(&name, if_exists, mode).await?
             }
             Statement::ShowTables { dataset } => self.show_tables(dataset.as_deref()).await?,
             Statement::Describe { name } => self.describe(&name).await?,
+            Statement::DescribeHistory { name } => self.describe_history(&name).await?,
+            Statement::Optimize { name, zorder_by } => {
+                self.optimize(&name, &zorder_by, mode).await?
+            }
+            Statement::Restore { name, to } => self.restore(&name, &to, mode).await?,
+            Statement::Insert(i) => self.insert(&i, mode).await?,
+            Statement::Delete(d) => self.delete(&d, mode).await?,
+            Statement::Update(u) => self.update(&u, mode).await?,
+            Statement::Merge(m) => self.merge(&m, mode).await?,
         };
         result.sql = sql.to_string();
         result.seconds = start.elapsed().as_secs_f64();
@@ -169,6 +190,7 @@ impl Warehouse {
             .sql_with_options(sql, options)
             .await
             .map_err(WarehouseError::query)?;
+        let df = self.prune_by_date(df)?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let plan = df
             .create_physical_plan()
@@ -181,18 +203,6 @@ impl Warehouse {
         let batches = datafusion::physical_plan::collect(plan.clone(), self.ctx.task_ctx())
             .await
             .map_err(WarehouseError::query)?;
-        let first_word = sql
-            .split_whitespace()
-            .next()
-            .unwrap_or_default()
-            .to_ascii_uppercase();
-        if matches!(
-            first_word.as_str(),
-            "INSERT" | "DELETE" | "UPDATE" | "MERGE"
-        ) {
-            // Registered Delta tables are pinned to the version they were loaded at: pick up the new commit.
-            self.load_catalog().await?;
-        }
         let report = ScanReport {
             bytes_scanned: scan::bytes_scanned(&plan),
             files_read: planned.files.len() as u64,
@@ -307,6 +317,43 @@ impl Warehouse {
     }
 }
 
+impl Warehouse {
+    /// Rewrite `DATE(col)` filters over date-partitioned tables to their partition column (see [`pruning`]).
+    pub(crate) fn prune_by_date(
+        &self,
+        df: datafusion::dataframe::DataFrame,
+    ) -> Result<datafusion::dataframe::DataFrame> {
+        let tables = self.derived.read().expect("lock").clone();
+        if tables.is_empty() {
+            return Ok(df);
+        }
+        let (state, plan) = df.into_parts();
+        let plan = pruning::rewrite(plan, &tables).map_err(WarehouseError::query)?;
+        Ok(datafusion::dataframe::DataFrame::new(state, plan))
+    }
+
+    /// Remember (or forget) how a table is partitioned, for [`Self::prune_by_date`].
+    pub(crate) fn note_partitioning(
+        &self,
+        name: &TableName,
+        partition_by: Option<&str>,
+        column: Option<&str>,
+    ) {
+        let mut derived = self.derived.write().expect("lock");
+        let source = partition_by
+            .and_then(|p| p.strip_prefix("DATE("))
+            .and_then(|p| p.strip_suffix(')'));
+        match (source, column) {
+            (Some(source), Some(column)) => {
+                derived.insert(name.to_string(), (source.to_string(), column.to_string()));
+            }
+            _ => {
+                derived.remove(&name.to_string());
+            }
+        }
+    }
+}
+
 fn not_found(name: &TableName) -> WarehouseError {
     WarehouseError::NotFound(name.to_string())
 }
@@ -327,6 +374,7 @@ fn result(
         message,
         seconds: 0.0,
         dry_run: false,
+        rows_affected: None,
     }
 }
 

@@ -5,6 +5,10 @@
 //! A small lexer keeps byte offsets, so the `AS SELECT ...` of a `CREATE TABLE` reaches DataFusion unchanged, and
 //! every error names the clause that is wrong.
 
+use datafusion::sql::sqlparser::ast;
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::parser::Parser as SqlParser;
+
 use crate::{Result, WarehouseError};
 
 /// A `dataset.table` name.
@@ -82,6 +86,15 @@ pub enum Statement {
     CreateTable(CreateTable),
     /// `CREATE [OR REPLACE] EXTERNAL TABLE ds.t OPTIONS (format = ..., uris = [...])`.
     CreateExternalTable(CreateExternalTable),
+    /// `CREATE [OR REPLACE] VIEW ds.v AS SELECT ...`.
+    CreateView(CreateView),
+    /// `DROP VIEW [IF EXISTS] ds.v`.
+    DropView {
+        /// The view.
+        name: TableName,
+        /// No error when it does not exist.
+        if_exists: bool,
+    },
     /// `DROP TABLE [IF EXISTS] ds.t`.
     DropTable {
         /// The table.
@@ -99,6 +112,166 @@ pub enum Statement {
         /// The table.
         name: TableName,
     },
+    /// `DESCRIBE HISTORY ds.t`: the table's Delta commits.
+    DescribeHistory {
+        /// The table.
+        name: TableName,
+    },
+    /// `OPTIMIZE ds.t [ZORDER BY (c1, ...)]`: compact small files; z-order (cluster) them.
+    Optimize {
+        /// The table.
+        name: TableName,
+        /// Z-order columns (empty: the table's cluster columns, or plain compaction).
+        zorder_by: Vec<String>,
+    },
+    /// `RESTORE TABLE ds.t TO VERSION AS OF n | TIMESTAMP AS OF '...'`: a new commit with an old version's data.
+    Restore {
+        /// The table.
+        name: TableName,
+        /// Which version.
+        to: AsOf,
+    },
+    /// `INSERT INTO ds.t [(columns)] SELECT ... | VALUES ...`.
+    Insert(Box<ast::Insert>),
+    /// `DELETE FROM ds.t [WHERE ...]`.
+    Delete(Box<ast::Delete>),
+    /// `UPDATE ds.t SET ... [WHERE ...]`.
+    Update(Box<ast::Update>),
+    /// `MERGE INTO ds.t USING ... ON ... WHEN ...`.
+    Merge(Box<ast::Merge>),
+}
+
+/// A point in a table's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AsOf {
+    /// A Delta version number.
+    Version(i64),
+    /// A timestamp (`YYYY-MM-DD[ HH:MM:SS[.fff]]`, UTC, or RFC 3339 with an offset).
+    Timestamp(String),
+}
+
+impl std::fmt::Display for AsOf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Version(v) => write!(f, "version {v}"),
+            Self::Timestamp(t) => write!(f, "{t}"),
+        }
+    }
+}
+
+/// A table read as of an earlier point: `ds.t FOR SYSTEM_TIME AS OF TIMESTAMP '...'` (BigQuery) or
+/// `ds.t VERSION AS OF n` / `ds.t TIMESTAMP AS OF '...'` (Delta), with the byte range it spans in the SQL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimeTravel {
+    /// Byte offset where the table name starts.
+    pub start: usize,
+    /// Byte offset just after the AS OF value.
+    pub end: usize,
+    /// The table.
+    pub name: TableName,
+    /// Which version.
+    pub at: AsOf,
+}
+
+/// Find the time-travel references in a query.
+pub fn time_travel(sql: &str) -> Result<Vec<TimeTravel>> {
+    let tokens = lex(sql)?;
+    let word = |i: usize, kw: &str| matches!(tokens.get(i).map(|t| &t.tok), Some(Tok::Word { text, quoted: false }) if text.eq_ignore_ascii_case(kw));
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < tokens.len() {
+        // The clause after a name: FOR SYSTEM_TIME AS OF | VERSION AS OF | TIMESTAMP AS OF.
+        let (clause_len, by_version) = if word(i, "FOR")
+            && word(i + 1, "SYSTEM_TIME")
+            && word(i + 2, "AS")
+            && word(i + 3, "OF")
+        {
+            (4, false)
+        } else if word(i, "VERSION") && word(i + 1, "AS") && word(i + 2, "OF") {
+            (3, true)
+        } else if word(i, "TIMESTAMP") && word(i + 1, "AS") && word(i + 2, "OF") {
+            (3, false)
+        } else {
+            i += 1;
+            continue;
+        };
+        // Walk back over `a.b[.c]` to the start of the name.
+        let mut first = i;
+        let mut parts = Vec::new();
+        while first >= 1 {
+            match &tokens[first - 1].tok {
+                Tok::Word { text, .. } => {
+                    parts.insert(0, text.clone());
+                    first -= 1;
+                    if first >= 1 && tokens[first - 1].tok == Tok::Punct('.') {
+                        first -= 1;
+                        continue;
+                    }
+                }
+                _ => {}
+            }
+            break;
+        }
+        if parts.len() == 1 && parts[0].contains('.') {
+            parts = parts[0].split('.').map(str::to_string).collect();
+        }
+        if parts.len() < 2 {
+            return Err(syntax(format!(
+                "AS OF after '{}': time travel reads a table, name it as dataset.table",
+                parts.join(".")
+            )));
+        }
+        let n = parts.len();
+        let name = TableName {
+            dataset: parts[n - 2].clone(),
+            table: parts[n - 1].clone(),
+        };
+        let mut j = i + clause_len;
+        let at = match (tokens.get(j).map(|t| &t.tok), by_version) {
+            (Some(Tok::Num(v)), true) => AsOf::Version(
+                v.parse()
+                    .map_err(|_| syntax(format!("VERSION AS OF {v}: expected a version number")))?,
+            ),
+            (Some(Tok::Str(t)), false) => AsOf::Timestamp(t.clone()),
+            (
+                Some(Tok::Word {
+                    text,
+                    quoted: false,
+                }),
+                false,
+            ) if text.eq_ignore_ascii_case("TIMESTAMP") => {
+                j += 1;
+                match tokens.get(j).map(|t| &t.tok) {
+                    Some(Tok::Str(t)) => AsOf::Timestamp(t.clone()),
+                    _ => {
+                        return Err(WarehouseError::NotSupported(format!(
+                            "time travel to an expression on {name}: write TIMESTAMP 'YYYY-MM-DD HH:MM:SS' or VERSION AS OF n"
+                        )));
+                    }
+                }
+            }
+            _ => {
+                return Err(WarehouseError::NotSupported(format!(
+                    "time travel to an expression on {name}: write TIMESTAMP 'YYYY-MM-DD HH:MM:SS' or VERSION AS OF n"
+                )));
+            }
+        };
+        let end = tokens.get(j + 1).map_or(sql.len(), |t| t.start);
+        // The value token ends before the next token starts; trim the whitespace between them.
+        let end = first_end(sql, tokens[j].start, end);
+        out.push(TimeTravel {
+            start: tokens[first].start,
+            end,
+            name,
+            at,
+        });
+        i = j + 1;
+    }
+    Ok(out)
+}
+
+fn first_end(sql: &str, start: usize, next: usize) -> usize {
+    start + sql[start..next].trim_end().len()
 }
 
 /// A `CREATE TABLE ... AS SELECT`.
@@ -116,6 +289,19 @@ pub struct CreateTable {
     pub cluster_by: Vec<String>,
     /// Rows per Parquet row group (`OPTIONS (row_group_rows = N)`); smaller groups prune more finely.
     pub row_group_rows: Option<usize>,
+    /// The query, as written.
+    pub query: String,
+}
+
+/// A `CREATE VIEW`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateView {
+    /// The view.
+    pub name: TableName,
+    /// Replace an existing view.
+    pub or_replace: bool,
+    /// Do nothing when the view exists.
+    pub if_not_exists: bool,
     /// The query, as written.
     pub query: String,
 }
@@ -267,6 +453,14 @@ pub fn split_statements(script: &str) -> Result<Vec<String>> {
     }
     push_statement(&mut out, &script[start..]);
     Ok(out)
+}
+
+/// Whether `text` ends with a complete statement: its last token outside strings and comments is `;`. Text inside
+/// an unterminated string or comment is not complete (a shell keeps reading lines).
+pub fn ends_statement(text: &str) -> bool {
+    lex(text)
+        .map(|tokens| tokens.last().is_some_and(|t| t.tok == Tok::Punct(';')))
+        .unwrap_or(false)
 }
 
 fn push_statement(out: &mut Vec<String>, text: &str) {
@@ -427,12 +621,39 @@ pub fn parse_statement(sql: &str) -> Result<Statement> {
         if p.keyword("TABLE") {
             return parse_create_table(&mut p, or_replace).map(Statement::CreateTable);
         }
+        if p.keyword("VIEW") {
+            let if_not_exists = if_not_exists(&mut p)?;
+            let name = p.table_name()?;
+            p.expect_keyword("AS", &format!("CREATE VIEW {name}"))?;
+            let Some(start) = p.tokens.get(p.pos).map(|t| t.start) else {
+                return Err(syntax(format!(
+                    "CREATE VIEW {name} AS: the query is missing"
+                )));
+            };
+            return Ok(Statement::CreateView(CreateView {
+                name,
+                or_replace,
+                if_not_exists,
+                query: sql[start..].trim().to_string(),
+            }));
+        }
         return Err(WarehouseError::NotSupported(format!(
-            "CREATE {}: the warehouse supports CREATE [OR REPLACE] TABLE ... AS SELECT and CREATE EXTERNAL TABLE",
+            "CREATE {}: the warehouse supports CREATE [OR REPLACE] TABLE ... AS SELECT, CREATE VIEW and CREATE EXTERNAL TABLE",
             p.found().trim_matches('\'')
         )));
     }
     if p.keyword("DROP") {
+        if p.keyword("VIEW") {
+            let if_exists = if p.keyword("IF") {
+                p.expect_keyword("EXISTS", "DROP VIEW IF")?;
+                true
+            } else {
+                false
+            };
+            let name = p.table_name()?;
+            p.expect_end("DROP VIEW")?;
+            return Ok(Statement::DropView { name, if_exists });
+        }
         if !p.keyword("TABLE") {
             return Err(WarehouseError::NotSupported(format!(
                 "DROP {}: only DROP TABLE",
@@ -459,13 +680,109 @@ pub fn parse_statement(sql: &str) -> Result<Statement> {
         p.expect_end("SHOW TABLES")?;
         return Ok(Statement::ShowTables { dataset });
     }
+    if p.keyword("OPTIMIZE") {
+        p.keyword("TABLE");
+        let name = p.table_name()?;
+        let mut zorder_by = Vec::new();
+        if p.keyword("ZORDER") {
+            p.expect_keyword("BY", "ZORDER")?;
+            let parens = p.punct('(');
+            loop {
+                zorder_by.push(p.ident("a z-order column")?);
+                if !p.punct(',') {
+                    break;
+                }
+            }
+            if parens {
+                p.expect_punct(')', "ZORDER BY (...)")?;
+            }
+        }
+        p.expect_end("OPTIMIZE")?;
+        return Ok(Statement::Optimize { name, zorder_by });
+    }
+    if p.keyword("RESTORE") {
+        p.keyword("TABLE");
+        let name = p.table_name()?;
+        p.expect_keyword("TO", "RESTORE TABLE")?;
+        let to = if p.keyword("VERSION") {
+            p.expect_keyword("AS", "RESTORE ... TO VERSION")?;
+            p.expect_keyword("OF", "RESTORE ... TO VERSION AS")?;
+            match p.peek().cloned() {
+                Some(Tok::Num(n)) => {
+                    p.pos += 1;
+                    AsOf::Version(n.parse().map_err(|_| syntax(format!("bad version {n}")))?)
+                }
+                _ => {
+                    return Err(syntax(format!(
+                        "RESTORE: expected a version number, found {}",
+                        p.found()
+                    )));
+                }
+            }
+        } else if p.keyword("TIMESTAMP") {
+            p.expect_keyword("AS", "RESTORE ... TO TIMESTAMP")?;
+            p.expect_keyword("OF", "RESTORE ... TO TIMESTAMP AS")?;
+            p.keyword("TIMESTAMP");
+            match p.peek().cloned() {
+                Some(Tok::Str(t)) => {
+                    p.pos += 1;
+                    AsOf::Timestamp(t)
+                }
+                _ => {
+                    return Err(syntax(format!(
+                        "RESTORE: expected a timestamp string, found {}",
+                        p.found()
+                    )));
+                }
+            }
+        } else {
+            return Err(syntax(format!(
+                "RESTORE TABLE {name} TO: expected VERSION AS OF n or TIMESTAMP AS OF '...', found {}",
+                p.found()
+            )));
+        };
+        p.expect_end("RESTORE")?;
+        return Ok(Statement::Restore { name, to });
+    }
+    if ["INSERT", "DELETE", "UPDATE", "MERGE"]
+        .iter()
+        .any(|k| p.peek_keyword(k))
+    {
+        return parse_dml(sql);
+    }
     if p.keyword("DESCRIBE") || p.keyword("DESC") {
+        if p.keyword("HISTORY") {
+            let name = p.table_name()?;
+            p.expect_end("DESCRIBE HISTORY")?;
+            return Ok(Statement::DescribeHistory { name });
+        }
         p.keyword("TABLE");
         let name = p.table_name()?;
         p.expect_end("DESCRIBE")?;
         return Ok(Statement::Describe { name });
     }
     Ok(Statement::Query(sql.to_string()))
+}
+
+/// `INSERT`, `DELETE`, `UPDATE` and `MERGE`, read by DataFusion's SQL parser.
+fn parse_dml(sql: &str) -> Result<Statement> {
+    let mut parsed = SqlParser::parse_sql(&GenericDialect {}, sql).map_err(|e| {
+        syntax(
+            e.to_string()
+                .trim_start_matches("sql parser error: ")
+                .to_string(),
+        )
+    })?;
+    if parsed.len() != 1 {
+        return Err(syntax("expected one statement"));
+    }
+    Ok(match parsed.remove(0) {
+        ast::Statement::Insert(i) => Statement::Insert(Box::new(i)),
+        ast::Statement::Delete(d) => Statement::Delete(Box::new(d)),
+        ast::Statement::Update(u) => Statement::Update(Box::new(u)),
+        ast::Statement::Merge(m) => Statement::Merge(Box::new(m)),
+        other => Statement::Query(other.to_string()),
+    })
 }
 
 fn if_not_exists(p: &mut Parser<'_>) -> Result<bool> {
@@ -790,6 +1107,30 @@ mod tests {
             split_statements("select ';' ; -- a comment; still\nselect 2;\n-- only a comment\n")
                 .unwrap();
         assert_eq!(s, vec!["select ';'", "-- a comment; still\nselect 2"]);
+    }
+
+    #[test]
+    fn time_travel_references_are_found_with_their_spans() {
+        let sql = "SELECT * FROM trips.y FOR SYSTEM_TIME AS OF TIMESTAMP '2024-01-01 10:00:00' AS a \
+                   JOIN `p.trips.z` VERSION AS OF 3 b ON a.id = b.id";
+        let found = time_travel(sql).unwrap();
+        assert_eq!(found.len(), 2);
+        assert_eq!(
+            &sql[found[0].start..found[0].end],
+            "trips.y FOR SYSTEM_TIME AS OF TIMESTAMP '2024-01-01 10:00:00'"
+        );
+        assert_eq!(found[0].at, AsOf::Timestamp("2024-01-01 10:00:00".into()));
+        assert_eq!(
+            &sql[found[1].start..found[1].end],
+            "`p.trips.z` VERSION AS OF 3"
+        );
+        assert_eq!(found[1].name.to_string(), "trips.z");
+        assert_eq!(found[1].at, AsOf::Version(3));
+        assert!(
+            time_travel("SELECT TIMESTAMP '2024-01-01' AS t")
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -80,18 +80,9 @@ impl Adapter for WarehouseAdapter {
             ))
         })?
         .map_err(adapter_error)?;
-        let is_dml = sql.split_whitespace().next().is_some_and(|w| {
-            ["insert", "merge", "delete", "update"].contains(&w.to_ascii_lowercase().as_str())
-        });
-        let rows = if is_dml {
-            // DML answers with one `count` row.
-            batches_to_rows(&result.batches)
-                .first()
-                .and_then(|r| r.first())
-                .and_then(|v| v.as_u64())
-        } else {
-            (result.kind == "query").then(|| result.row_count() as u64)
-        };
+        let rows = result
+            .rows_affected
+            .or_else(|| (result.kind == "query").then(|| result.row_count() as u64));
         Ok(QueryResult {
             columns: result
                 .schema

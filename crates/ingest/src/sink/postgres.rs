@@ -19,7 +19,7 @@ use arrow::array::{
 };
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::SinkExt;
-use tokio_postgres::{Client, CopyInSink, NoTls};
+use tokio_postgres::{Client, CopyInSink};
 use tripline_core::{ColumnType, ErrorDomain, TripKind};
 
 use super::{Committed, LoadSource, LoadSummary, Sink, SinkLoad};
@@ -127,57 +127,24 @@ pub fn pg_column(name: &str) -> String {
 }
 
 fn pg_error(target: &str, e: &tokio_postgres::Error) -> IngestError {
-    use tokio_postgres::error::SqlState;
-    let (message, domain) = match e.as_db_error() {
-        Some(db)
-            if *db.code() == SqlState::INVALID_PASSWORD
-                || *db.code() == SqlState::INVALID_AUTHORIZATION_SPECIFICATION =>
-        {
-            (
-                format!(
-                    "{} (set the password in the URL through TRIPLINE_POSTGRES_URL, or PGPASSWORD)",
-                    db.message()
-                ),
-                ErrorDomain::User,
-            )
-        }
-        Some(db) if *db.code() == SqlState::INVALID_CATALOG_NAME => (
-            format!("{}: create it first (createdb)", db.message()),
-            ErrorDomain::User,
-        ),
-        Some(db) if *db.code() == SqlState::DISK_FULL => (
-            format!(
-                "the server's disk is full: {}; nothing was committed",
-                db.message()
-            ),
-            ErrorDomain::External,
-        ),
-        Some(db) => (
-            format!("{} (SQLSTATE {})", db.message(), db.code().code()),
-            ErrorDomain::External,
-        ),
-        None => {
-            let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-            let mut io_kind = None;
-            while let Some(err) = cur {
-                if let Some(io) = err.downcast_ref::<std::io::Error>() {
-                    io_kind = Some(io.kind());
-                }
-                cur = err.source();
-            }
-            match io_kind {
-                Some(std::io::ErrorKind::ConnectionRefused) => (
-                    "connection refused: is the server running and listening there?".into(),
-                    ErrorDomain::External,
-                ),
-                _ => (format!("{e}"), ErrorDomain::External),
-            }
-        }
-    };
-    IngestError::Postgres {
-        target: Some(target.to_string()),
-        message,
-        domain,
+    from_pg(tripline_pg::error(target, e))
+}
+
+/// The shared PostgreSQL error, as an ingest error.
+fn from_pg(e: tripline_pg::PgError) -> IngestError {
+    match e {
+        tripline_pg::PgError::Url(m) => IngestError::Usage(format!("bad PostgreSQL URL: {m}")),
+        tripline_pg::PgError::NotSupported(m) => IngestError::Unsupported(m),
+        tripline_pg::PgError::Server {
+            server,
+            message,
+            domain,
+            ..
+        } => IngestError::Postgres {
+            target: Some(server),
+            message,
+            domain,
+        },
     }
 }
 
@@ -189,37 +156,8 @@ impl PostgresSink {
         kind: TripKind,
         mode: LoadMode,
     ) -> Result<Self> {
-        let mut config = tokio_postgres::Config::from_str(url)
-            .map_err(|e| IngestError::Usage(format!("bad PostgreSQL URL: {e}")))?;
-        if config.get_password().is_none() {
-            if let Ok(password) = std::env::var("PGPASSWORD") {
-                config.password(password);
-            }
-        }
-        if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-            return Err(IngestError::Unsupported(
-                "TLS connections to PostgreSQL (sslmode=require)".into(),
-            ));
-        }
-        let host = config.get_hosts().first().map_or_else(
-            || "localhost".to_string(),
-            |h| match h {
-                tokio_postgres::config::Host::Tcp(h) => h.clone(),
-                tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
-            },
-        );
-        let port = config.get_ports().first().copied().unwrap_or(5432);
-        let server = format!("at {host}:{port}");
-        config.connect_timeout(std::time::Duration::from_secs(10));
-        let (client, connection) = config
-            .connect(NoTls)
-            .await
-            .map_err(|e| pg_error(&server, &e))?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!("PostgreSQL connection ended: {e}");
-            }
-        });
+        let tripline_pg::Connection { client, server } =
+            tripline_pg::connect(url).await.map_err(from_pg)?;
         let table = TableName::parse(
             table
                 .map_or_else(|| default_table(kind), str::to_string)

@@ -184,7 +184,7 @@ fn failing_tests_fail_and_build_skips_their_children_on_postgres() {
 }
 
 #[test]
-#[ignore = "needs the warehouse's CREATE VIEW (the warehouse work landing on main)"]
+#[ignore = "not run yet: written before the warehouse gained views; un-ignore once verified on main"]
 fn failing_tests_fail_and_build_skips_their_children_on_the_warehouse() {
     failing_tests_fail_and_build_skips_their_children("wh");
 }

@@ -2,6 +2,7 @@
 //! configuration, shows progress and renders results and errors; the work lives in the library crates.
 
 mod datagen;
+mod dbt;
 mod flow;
 mod ingest;
 mod output;
@@ -59,6 +60,8 @@ enum Command {
     Sql(sql::SqlArgs),
     /// Run due flow schedules and queued flow runs until Ctrl-C (several workers may share a PostgreSQL store).
     Worker(flow::WorkerArgs),
+    /// Run a dbt project (models, seeds, tests, docs) on the embedded warehouse or PostgreSQL.
+    Dbt(dbt::DbtArgs),
 }
 
 /// An error on its way to the user, with who must act on it.
@@ -152,6 +155,7 @@ fn main() -> ExitCode {
             Command::Sql(args) => sql::run(&ctx, args).await,
             Command::Flow(args) => flow::run(&ctx, args).await,
             Command::Worker(args) => flow::worker(&ctx, args).await,
+            Command::Dbt(args) => dbt::run(&ctx, args).await,
         }
     });
     match result {

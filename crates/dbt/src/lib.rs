@@ -24,10 +24,13 @@
 //! ```
 
 pub mod adapter;
+pub mod adapters;
 mod builtins;
 pub mod compile;
 pub mod config;
+pub mod docs;
 pub mod error;
+pub mod freshness;
 pub mod graph;
 mod jinja;
 pub mod manifest;
@@ -36,6 +39,7 @@ pub mod parse;
 pub mod profile;
 pub mod project;
 mod properties;
+pub mod run;
 pub mod select;
 mod yaml;
 

@@ -13,6 +13,7 @@
 
 mod catalog;
 mod date_udf;
+mod fast_dates;
 mod dml;
 mod error;
 mod history;
@@ -103,6 +104,8 @@ impl Warehouse {
             .with_default_features()
             .with_config(config)
             .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
+            .with_analyzer_rule(Arc::new(fast_dates::DateFilters))
+            .with_optimizer_rule(Arc::new(fast_dates::FastDates))
             .build();
         let ctx = SessionContext::new_with_state(state);
         ctx.register_udf(date_udf::date());

@@ -34,6 +34,7 @@ use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use crate::ctas_input;
 use crate::scan::{self, ScanReport};
 use crate::statement::{
     CreateExternalTable, CreateTable, ExternalFormat, PartitionSpec, TableName,
@@ -805,9 +806,11 @@ impl Warehouse {
                 )
                 .map_err(WarehouseError::query)?;
         }
-        let plan = df
-            .clone()
-            .create_physical_plan()
+        // Planned in a session with a bounded memory pool: the sort spills rather than holding the table.
+        let query_state =
+            ctas_input::bounded(&df.clone().into_parts().0).map_err(WarehouseError::query)?;
+        let plan = query_state
+            .create_physical_plan(df.logical_plan())
             .await
             .map_err(WarehouseError::query)?;
         let mut report = scan::planned_files(&plan).report();
@@ -839,34 +842,20 @@ impl Warehouse {
             .set_compression(Compression::SNAPPY)
             .set_max_row_group_row_count(Some(layout.row_group_rows))
             .build();
-        let mut write = if order.is_empty() {
-            table
-                .write(Vec::new())
-                .with_input_plan(df.logical_plan().clone())
-        } else {
-            // The writer's planner drops a sort no operator of its own requires, so the sorted rows are
-            // materialised here (a sort holds them all in memory anyway) and written in that order.
-            let batches = datafusion::physical_plan::collect(plan.clone(), self.ctx.task_ctx())
-                .await
-                .map_err(WarehouseError::query)?;
-            report.bytes_scanned = scan::bytes_scanned(&plan);
-            report.estimated = false;
-            if batches.is_empty() {
-                table
-                    .write(Vec::new())
-                    .with_input_plan(df.logical_plan().clone())
+        // The query runs here and the writer reads its rows once, in order, with every column nullable.
+        let input =
+            ctas_input::once(Arc::clone(&plan), &query_state).map_err(WarehouseError::query)?;
+        let mut write = table
+            .write(Vec::new())
+            .with_input_plan(input)
+            .with_session_state(Arc::new(write_state))
+            .with_writer_properties(props)
+            .with_table_name(c.name.to_string())
+            .with_save_mode(if c.or_replace {
+                SaveMode::Overwrite
             } else {
-                table.write(batches)
-            }
-        }
-        .with_session_state(Arc::new(write_state))
-        .with_writer_properties(props)
-        .with_table_name(c.name.to_string())
-        .with_save_mode(if c.or_replace {
-            SaveMode::Overwrite
-        } else {
-            SaveMode::ErrorIfExists
-        });
+                SaveMode::ErrorIfExists
+            });
         if exists {
             // One overwrite commit replaces data, schema and partitioning; the old version stays readable until
             // then (and in the log's history afterwards).
@@ -875,6 +864,8 @@ impl Warehouse {
         // Always explicit: an empty list is what un-partitions a replaced table.
         write = write.with_partition_columns(layout.partition_column.clone());
         let table = write.await.map_err(WarehouseError::delta(&c.name))?;
+        report.bytes_scanned = scan::bytes_scanned(&plan);
+        report.estimated = false;
         self.lake
             .put_json(&delta_path(&c.name).clone().join(LAYOUT_FILE), &layout)
             .await?;

@@ -24,8 +24,8 @@ use datafusion::config::ConfigOptions;
 use datafusion::logical_expr::expr::{Between, BinaryExpr, Cast, ScalarFunction};
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{
-    ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ReturnFieldArgs,
-    ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, lit,
+    ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ReturnFieldArgs, ScalarFunctionArgs,
+    ScalarUDF, ScalarUDFImpl, Signature, Volatility, lit,
 };
 use datafusion::optimizer::analyzer::AnalyzerRule;
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
@@ -252,7 +252,10 @@ pub(crate) struct TimestampToDate {
 
 fn days_of<T: ArrowTimestampType>(array: &dyn Array, per_day: i64) -> Result<ArrayRef> {
     let Some(array) = array.as_any().downcast_ref::<PrimitiveArray<T>>() else {
-        return exec_err!("timestamp_to_date: unexpected array type {}", array.data_type());
+        return exec_err!(
+            "timestamp_to_date: unexpected array type {}",
+            array.data_type()
+        );
     };
     // Dates of real timestamps fit in i32 (i64 nanoseconds span +-292 years).
     let days: Date32Array = array.unary(|v| v.div_euclid(per_day) as i32);
@@ -274,7 +277,11 @@ impl ScalarUDFImpl for TimestampToDate {
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
         let nullable = args.arg_fields.first().is_none_or(|f| f.is_nullable());
-        Ok(Arc::new(Field::new(self.name(), DataType::Date32, nullable)))
+        Ok(Arc::new(Field::new(
+            self.name(),
+            DataType::Date32,
+            nullable,
+        )))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {

@@ -12,10 +12,11 @@
 //! the files it would read after partition and file pruning, without reading them.
 
 mod catalog;
+mod ctas_input;
 mod date_udf;
-mod fast_dates;
 mod dml;
 mod error;
+mod fast_dates;
 mod history;
 mod pruning;
 mod scan;

@@ -910,7 +910,7 @@ def markdown(meta: dict, summary: dict, parity_by_size: dict, nodes: dict | None
                   "4 at a time, so a node's time includes waiting for the CPU):", "",
                   "| node | " + " | ".join(per_tool) + " |", "|---|" + "---:|" * len(per_tool)]
         for node in top:
-            lines.append(f"| {node.split('.', 2)[-1]} | "
+            lines.append(f"| {node.split('.')[2]} | "
                          + " | ".join(fmt(v.get(node)) for v in per_tool.values()) + " |")
     if meta.get("targets"):
         lines += ["", "Against the issue's targets:", "", "| target | wanted | measured | met |", "|---|---:|---:|---|"]

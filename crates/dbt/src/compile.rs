@@ -378,7 +378,10 @@ impl DbtProject {
         let node = self.node(&compiled.unique_id)?;
         let mut path = self.target_dir().join("compiled").join(&node.package_name);
         path.push(&node.original_file_path);
-        if node.test_metadata.is_some() || node.resource_type == ResourceType::Snapshot {
+        if node.test_metadata.is_some() {
+            // The short name for a long one, as dbt.
+            path.push(&node.path);
+        } else if node.resource_type == ResourceType::Snapshot {
             path.push(format!("{}.sql", node.name));
         }
         write_file(&path, &compiled.compiled_code)?;

@@ -41,6 +41,7 @@ pub mod project;
 mod properties;
 pub mod run;
 pub mod select;
+mod test_names;
 mod yaml;
 
 pub use adapter::{

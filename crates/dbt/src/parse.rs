@@ -20,6 +20,7 @@ use crate::node::{DependsOn, MacroInfo, Node, RefCall, ResourceType, SourceNode,
 use crate::profile::{Target, load_target, profiles_dir};
 use crate::project::{Package, PackageSource, ProjectFile, load_packages};
 use crate::properties::{ColumnProperties, PropertyFile, ResourceProperties};
+use crate::test_names::{GenericTestNames, generic_test_hash, generic_test_names};
 use crate::yaml::parse_yaml;
 
 /// How to load a project: the dbt CLI flags that matter before anything runs.
@@ -1106,41 +1107,32 @@ impl Parser {
                 .map(String::from)
                 .or(column.map(String::from));
             kwargs.remove("column_name");
-            // Test name as dbt forms it.
-            let mut name_parts = vec![match (&spec.namespace, target) {
-                (Some(ns), TestTarget::Source(_)) => format!("source_{ns}_{}", spec.test_name),
+            // Names and unique id as dbt-core forms them (see test_names.rs).
+            let test_type = match (&spec.namespace, target) {
+                (Some(ns), TestTarget::Source(_)) => format!("{ns}_source_{}", spec.test_name),
                 (Some(ns), _) => format!("{ns}_{}", spec.test_name),
                 (None, TestTarget::Source(_)) => format!("source_{}", spec.test_name),
                 (None, _) => spec.test_name.clone(),
-            }];
-            name_parts.push(target.name_for_test());
+            };
+            let mut dbt_args = kwargs.clone();
             if let Some(c) = &column_name {
-                name_parts.push(c.clone());
+                dbt_args.insert("column_name".into(), c.clone().into());
             }
-            let mut name = sanitize(&name_parts.join("_"));
-            let arg_text: Vec<String> = kwargs.values().map(flatten_arg).collect();
-            if !arg_text.is_empty() {
-                name = format!("{name}__{}", sanitize(&arg_text.join("__")));
-            }
-            let hash = format!(
-                "{:016x}",
-                xxhash_rust::xxh3::xxh3_64(format!("{name}{entry}").as_bytes())
+            let names = match &spec.custom_name {
+                Some(custom) => GenericTestNames {
+                    full: custom.clone(),
+                    short: custom.clone(),
+                },
+                None => generic_test_names(&test_type, &target.name_for_test(), &dbt_args),
+            };
+            let name = names.full.clone();
+            dbt_args.insert(
+                "model".into(),
+                format!("{{{{ get_where_subquery({}) }}}}", target.dbt_ref_text()).into(),
             );
-            if name.len() > 63 {
-                name = format!(
-                    "{}_{}",
-                    &name[..name
-                        .char_indices()
-                        .take(30)
-                        .last()
-                        .map_or(0, |(i, c)| i + c.len_utf8())],
-                    &hash[..32.min(hash.len())]
-                );
-            }
-            if let Some(custom) = &spec.custom_name {
-                name = custom.clone();
-            }
-            let unique_id = format!("test.{}.{name}.{}", package.name, &hash[..10]);
+            let hash =
+                generic_test_hash(&name, &spec.test_name, spec.namespace.as_deref(), &dbt_args);
+            let unique_id = format!("test.{}.{name}.{hash}", package.name);
             if nodes.contains_key(&unique_id) {
                 continue;
             }
@@ -1175,6 +1167,10 @@ impl Parser {
             fqn.push(name.clone());
             let mut config = self.project_configs(package, ResourceType::Test, &fqn);
             merge_config(&mut config, &spec.config);
+            // A long name's relation (store_failures) is the short name, as dbt sets it.
+            if names.short != names.full && !config.contains_key("alias") {
+                config.insert("alias".into(), names.short.clone().into());
+            }
             let mut all_kwargs = kwargs.clone();
             if let Some(c) = &column_name {
                 all_kwargs.insert("column_name".into(), c.clone().into());
@@ -1188,7 +1184,7 @@ impl Parser {
                 resource_type: ResourceType::Test,
                 name: name.clone(),
                 package_name: package.name.clone(),
-                path: format!("{name}.sql"),
+                path: format!("{}.sql", names.short),
                 original_file_path: rel.to_string(),
                 file_path: PathBuf::new(),
                 fqn,
@@ -1324,27 +1320,6 @@ fn file_stem(rel: &str) -> String {
     file.rsplit_once('.').map_or(file, |(s, _)| s).to_string()
 }
 
-fn sanitize(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
-fn flatten_arg(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Array(a) => a.iter().map(flatten_arg).collect::<Vec<_>>().join("__"),
-        serde_json::Value::Object(m) => m.values().map(flatten_arg).collect::<Vec<_>>().join("__"),
-        other => other.to_string(),
-    }
-}
-
 /// What a generic test is attached to.
 enum TestTarget<'a> {
     Node(&'a Node),
@@ -1374,6 +1349,13 @@ impl TestTarget<'_> {
         match self {
             Self::Node(n) => n.unique_id.clone(),
             Self::Source(s) => s.unique_id.clone(),
+        }
+    }
+    /// The relation of `model` in dbt-core's test metadata (what the unique id's hash covers).
+    fn dbt_ref_text(&self) -> String {
+        match self {
+            Self::Node(n) => format!("ref('{}')", n.name),
+            Self::Source(s) => format!("source('{}', '{}')", s.source_name, s.name),
         }
     }
     fn ref_text(&self) -> String {

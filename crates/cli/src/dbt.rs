@@ -166,9 +166,49 @@ fn usage(e: DbtError) -> Failure {
 }
 
 impl ProjectFlags {
+    fn spec(&self) -> DbtProjectSpec {
+        DbtProjectSpec {
+            dir: None,
+            profiles_dir: self.profiles_dir.clone(),
+            target: self.target.clone(),
+            vars: self.vars.clone(),
+        }
+    }
+
+    fn dir(&self, ctx: &Context) -> PathBuf {
+        self.spec().dir(ctx)
+    }
+
+    fn load(&self, ctx: &Context) -> Result<DbtProject, Failure> {
+        self.spec().load(ctx)
+    }
+}
+
+/// Which dbt project to load and how: its directory, the profiles directory, the target and `--vars`.
+#[derive(Debug, Clone, Default)]
+pub struct DbtProjectSpec {
+    /// The dbt project directory (relative to the tripline project); `None`: the tripline project itself when it
+    /// holds `dbt_project.yml`, else its `dbt/` folder.
+    pub dir: Option<PathBuf>,
+    /// The directory of profiles.yml (`None`: the dbt project's when it has one, else ~/.dbt).
+    pub profiles_dir: Option<PathBuf>,
+    /// The profile's target (`None`: the profile's `target:`).
+    pub target: Option<String>,
+    /// Variables as YAML text (`{is_test_run: false}`).
+    pub vars: Option<String>,
+}
+
+impl DbtProjectSpec {
     /// The dbt project: `-C/--project-dir` itself when it holds `dbt_project.yml` (dbt's `--project-dir`),
     /// else its `dbt/` folder when that holds one (a tripline project with its dbt project inside).
-    fn dir(&self, ctx: &Context) -> PathBuf {
+    pub fn dir(&self, ctx: &Context) -> PathBuf {
+        if let Some(dir) = &self.dir {
+            return if dir.is_absolute() {
+                dir.clone()
+            } else {
+                ctx.project_dir.join(dir)
+            };
+        }
         let nested = ctx.project_dir.join("dbt");
         if !ctx.project_dir.join("dbt_project.yml").is_file()
             && nested.join("dbt_project.yml").is_file()
@@ -179,7 +219,8 @@ impl ProjectFlags {
         }
     }
 
-    fn load(&self, ctx: &Context) -> Result<DbtProject, Failure> {
+    /// Parses the project, its profile and its property files.
+    pub fn load(&self, ctx: &Context) -> Result<DbtProject, Failure> {
         let vars = match &self.vars {
             Some(text) => parse_vars(text).map_err(usage)?,
             None => Default::default(),
@@ -268,9 +309,13 @@ fn found_line(project: &DbtProject) -> String {
 }
 
 async fn connect(ctx: &Context, project: &DbtProject) -> Result<Arc<dyn RunAdapter>, Failure> {
+    // Exit code 2 as dbt, but a refused connection stays an outside system's failure (a flow task may retry it).
     adapters::connect(&project.target, &ctx.config.lake.root, &ctx.project_dir)
         .await
-        .map_err(usage)
+        .map_err(|e| Failure {
+            usage: true,
+            ..Failure::from_error(e)
+        })
 }
 
 async fn debug(ctx: &Context, flags: &ProjectFlags) -> Result<(), Failure> {
@@ -454,66 +499,264 @@ fn list(ctx: &Context, flags: &LsFlags) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn execute(ctx: &Context, flags: &RunFlags, command: RunCommand) -> Result<(), Failure> {
-    let project = Arc::new(flags.project.load(ctx)?);
-    let threads = flags.threads.unwrap_or(project.target.threads).max(1);
-    say(
-        ctx,
-        format!(
-            "Running with dbt=1.10.0 (tripline {})",
-            env!("CARGO_PKG_VERSION")
-        ),
-    );
-    say(ctx, found_line(&project));
-    let selection = select(&project, flags)?;
-    let adapter = connect(ctx, &project).await?;
-    say(ctx, "");
-    say(
-        ctx,
-        format!(
-            "Concurrency: {threads} threads (target='{}')",
-            project.target.name
-        ),
-    );
-    say(ctx, "");
-    let out = ctx.out;
-    let nodes = project.clone();
-    let events: run::EventSink = Arc::new(move |event| {
-        if out.quiet || out.json {
-            return;
+impl RunFlags {
+    fn invocation(&self, command: RunCommand) -> DbtInvocation {
+        DbtInvocation {
+            command,
+            project: self.project.spec(),
+            select: self.select.clone(),
+            exclude: self.exclude.clone(),
+            threads: self.threads,
+            fail_fast: self.fail_fast,
+            full_refresh: self.full_refresh,
+            store_failures: self.store_failures,
+            indirect: indirect(self),
         }
-        let line = match &event {
-            RunEvent::Started {
-                index,
-                total,
-                unique_id,
-            } => start_line(*index, *total, &nodes.manifest.nodes[unique_id]),
-            RunEvent::Finished {
-                index,
-                total,
-                result,
-            } => result_line(
-                *index,
-                *total,
-                &nodes.manifest.nodes[&result.unique_id],
-                result,
-            ),
-        };
-        println!("{}  {line}", clock());
+    }
+}
+
+/// One run of a node-running dbt command (`build`, `run`, `test`, `seed`, `snapshot`) with dbt's flags: what
+/// `tripline dbt build ...` and the flow task `type: dbt` both execute, through [`run_nodes`].
+#[derive(Debug, Clone)]
+pub struct DbtInvocation {
+    /// The command.
+    pub command: RunCommand,
+    /// The project, profile, target and vars.
+    pub project: DbtProjectSpec,
+    /// `--select`.
+    pub select: Vec<String>,
+    /// `--exclude`.
+    pub exclude: Vec<String>,
+    /// `--threads` (`None`: the target's).
+    pub threads: Option<usize>,
+    /// `--fail-fast`.
+    pub fail_fast: bool,
+    /// `--full-refresh`.
+    pub full_refresh: bool,
+    /// `--store-failures`.
+    pub store_failures: bool,
+    /// `--indirect-selection`.
+    pub indirect: IndirectSelection,
+}
+
+impl DbtInvocation {
+    /// A run of `command` with dbt's defaults.
+    pub fn new(command: RunCommand) -> Self {
+        Self {
+            command,
+            project: DbtProjectSpec::default(),
+            select: Vec::new(),
+            exclude: Vec::new(),
+            threads: None,
+            fail_fast: false,
+            full_refresh: false,
+            store_failures: false,
+            indirect: IndirectSelection::Eager,
+        }
+    }
+}
+
+/// What [`run_nodes`] did: the project it ran and each node's result (the artifacts are written).
+pub struct DbtRun {
+    /// The parsed project.
+    pub project: Arc<DbtProject>,
+    /// Every node's result.
+    pub results: RunResults,
+}
+
+/// One console line of a dbt run as dbt prints it (without the clock), with the node and result it is about.
+#[derive(Clone, Copy)]
+pub struct DbtLine<'a> {
+    /// The line.
+    pub text: &'a str,
+    /// The node of a `START` or result line.
+    pub node: Option<&'a tripline_dbt::Node>,
+    /// The result of a node's result line.
+    pub result: Option<&'a tripline_dbt::run::NodeResult>,
+}
+
+impl<'a> DbtLine<'a> {
+    fn text(text: &'a str) -> Self {
+        Self {
+            text,
+            node: None,
+            result: None,
+        }
+    }
+}
+
+/// Receives each console line of a dbt run.
+pub type LineSink = Arc<dyn Fn(DbtLine<'_>) + Send + Sync>;
+
+/// Runs a node-running dbt command: loads the project, selects, connects, runs along the DAG, writes
+/// `manifest.json` and `run_results.json`. Each console line (header, `START`/`OK`/`ERROR` per node) goes to
+/// `lines`. Node failures are in the results (see [`RunResults::failed`]); the `Err` side is for a project,
+/// profile, selector or connection that is wrong (dbt's exit code 2).
+pub async fn run_nodes(
+    ctx: &Context,
+    invocation: &DbtInvocation,
+    lines: LineSink,
+) -> Result<DbtRun, Failure> {
+    let project = Arc::new(invocation.project.load(ctx)?);
+    let threads = invocation.threads.unwrap_or(project.target.threads).max(1);
+    let say = |text: &str| lines(DbtLine::text(text));
+    say(&format!(
+        "Running with dbt=1.10.0 (tripline {})",
+        env!("CARGO_PKG_VERSION")
+    ));
+    say(&found_line(&project));
+    let selection = project
+        .select(&invocation.select, &invocation.exclude, invocation.indirect)
+        .map_err(usage)?;
+    let adapter = connect(ctx, &project).await?;
+    say("");
+    say(&format!(
+        "Concurrency: {threads} threads (target='{}')",
+        project.target.name
+    ));
+    say("");
+    let nodes = project.clone();
+    let node_lines = lines.clone();
+    let events: run::EventSink = Arc::new(move |event| match &event {
+        RunEvent::Started {
+            index,
+            total,
+            unique_id,
+        } => {
+            let node = &nodes.manifest.nodes[unique_id];
+            node_lines(DbtLine {
+                text: &start_line(*index, *total, node),
+                node: Some(node),
+                result: None,
+            });
+        }
+        RunEvent::Finished {
+            index,
+            total,
+            result,
+        } => {
+            let node = &nodes.manifest.nodes[&result.unique_id];
+            node_lines(DbtLine {
+                text: &result_line(*index, *total, node, result),
+                node: Some(node),
+                result: Some(result),
+            });
+        }
     });
     let options = RunOptions {
-        command,
+        command: invocation.command,
         threads,
-        fail_fast: flags.fail_fast,
-        full_refresh: flags.full_refresh,
-        store_failures: flags.store_failures,
+        fail_fast: invocation.fail_fast,
+        full_refresh: invocation.full_refresh,
+        store_failures: invocation.store_failures,
     };
     let results = run::execute(project.clone(), adapter, &selection, options, events)
         .await
         .map_err(usage)?;
-    write_artifacts(&project, &results, command, flags)?;
-    report(ctx, &project, &results);
-    if results.failed() {
+    write_artifacts(&project, &results, invocation)?;
+    Ok(DbtRun { project, results })
+}
+
+impl DbtRun {
+    /// The lines dbt prints after the run: the `Finished running` line, each error and warning with its message,
+    /// and the `Done. PASS=..` line.
+    pub fn summary_lines(&self) -> Vec<String> {
+        let project = &self.project;
+        let results = &self.results;
+        let nodes = &project.manifest.nodes;
+        let mut out = vec![String::new(), finished_line(results, nodes), String::new()];
+        let errors: Vec<_> = results
+            .results
+            .iter()
+            .filter(|r| r.status.is_failure())
+            .collect();
+        let warnings: Vec<_> = results
+            .results
+            .iter()
+            .filter(|r| r.status == NodeStatus::Warn)
+            .collect();
+        if errors.is_empty() && warnings.is_empty() {
+            out.push("Completed successfully".into());
+        } else {
+            out.push(format!(
+                "Completed with {} error{}, 0 partial successes, and {} warning{}:",
+                errors.len(),
+                if errors.len() == 1 { "" } else { "s" },
+                warnings.len(),
+                if warnings.len() == 1 { "" } else { "s" }
+            ));
+            for r in errors.iter().chain(warnings.iter()) {
+                let Some(n) = nodes.get(&r.unique_id) else {
+                    continue;
+                };
+                out.push(String::new());
+                let kind = match (r.status, n.resource_type) {
+                    (NodeStatus::Fail, _) => "Failure in",
+                    (NodeStatus::Warn, _) => "Warning in",
+                    (_, ResourceType::Test) => "Error in",
+                    _ => "Database Error in",
+                };
+                out.push(format!(
+                    "{kind} {} {} ({})",
+                    n.resource_type.as_str(),
+                    n.name,
+                    n.original_file_path
+                ));
+                for line in r.message.lines() {
+                    out.push(format!("  {line}"));
+                }
+                if n.resource_type == ResourceType::Test {
+                    out.push(String::new());
+                    out.push(format!(
+                        "  compiled code at {}",
+                        compiled_path(project, n).display()
+                    ));
+                }
+            }
+        }
+        out.push(String::new());
+        out.push(results.summary_line());
+        out
+    }
+
+    /// The nodes that failed (errors and failing tests), as `resource_type name: first line of the message`.
+    pub fn failures(&self) -> Vec<String> {
+        self.results
+            .results
+            .iter()
+            .filter(|r| r.status.is_failure())
+            .map(|r| {
+                let name = self.project.manifest.nodes.get(&r.unique_id).map_or_else(
+                    || r.unique_id.clone(),
+                    |n| format!("{} {}", n.resource_type.as_str(), n.name),
+                );
+                let first = r.message.lines().next().unwrap_or_default().trim();
+                let what = match (r.status, r.failures) {
+                    (NodeStatus::Fail, Some(n)) => {
+                        format!("{n} failing row{}", if n == 1 { "" } else { "s" })
+                    }
+                    _ => first.to_string(),
+                };
+                if what.is_empty() {
+                    name
+                } else {
+                    format!("{name}: {what}")
+                }
+            })
+            .collect()
+    }
+}
+
+async fn execute(ctx: &Context, flags: &RunFlags, command: RunCommand) -> Result<(), Failure> {
+    let out = ctx.out;
+    let lines: LineSink = Arc::new(move |line| {
+        if !out.quiet && !out.json {
+            println!("{}  {}", clock(), line.text);
+        }
+    });
+    let done = run_nodes(ctx, &flags.invocation(command), lines).await?;
+    report(ctx, &done);
+    if done.results.failed() {
         return Err(Failure::reported(
             String::new(),
             tripline_core::ErrorDomain::User,
@@ -525,8 +768,7 @@ async fn execute(ctx: &Context, flags: &RunFlags, command: RunCommand) -> Result
 fn write_artifacts(
     project: &DbtProject,
     results: &RunResults,
-    command: RunCommand,
-    flags: &RunFlags,
+    invocation: &DbtInvocation,
 ) -> Result<(), Failure> {
     let target = project.target_dir();
     let mut manifest = project.manifest.clone();
@@ -536,7 +778,7 @@ fn write_artifacts(
         }
     }
     manifest.write(&target).map_err(usage)?;
-    let invocation = format!(
+    let invocation_id = format!(
         "{:x}",
         std::process::id() as u64
             ^ std::time::SystemTime::now()
@@ -545,21 +787,22 @@ fn write_artifacts(
                 .unwrap_or(0)
     );
     let args = json!({
-        "which": command.as_str(),
-        "select": flags.select,
-        "exclude": flags.exclude,
-        "full_refresh": flags.full_refresh,
-        "fail_fast": flags.fail_fast,
+        "which": invocation.command.as_str(),
+        "select": invocation.select,
+        "exclude": invocation.exclude,
+        "full_refresh": invocation.full_refresh,
+        "fail_fast": invocation.fail_fast,
         "target": project.target.name,
         "project_dir": project.root.display().to_string(),
     });
     results
-        .write(&target, &invocation, args, &project.manifest.nodes)
+        .write(&target, &invocation_id, args, &project.manifest.nodes)
         .map_err(usage)?;
     Ok(())
 }
 
-fn report(ctx: &Context, project: &DbtProject, results: &RunResults) {
+fn report(ctx: &Context, done: &DbtRun) {
+    let results = &done.results;
     if ctx.out.json {
         let rows: Vec<serde_json::Value> = results
             .results
@@ -572,65 +815,9 @@ fn report(ctx: &Context, project: &DbtProject, results: &RunResults) {
         ctx.out.json(&json!({"results": rows, "elapsed_time": results.elapsed, "success": !results.failed()}));
         return;
     }
-    let nodes = &project.manifest.nodes;
-    say(ctx, "");
-    say(ctx, finished_line(results, nodes));
-    say(ctx, "");
-    let errors: Vec<_> = results
-        .results
-        .iter()
-        .filter(|r| r.status.is_failure())
-        .collect();
-    let warnings: Vec<_> = results
-        .results
-        .iter()
-        .filter(|r| r.status == NodeStatus::Warn)
-        .collect();
-    if errors.is_empty() && warnings.is_empty() {
-        say(ctx, "Completed successfully");
-    } else {
-        say(
-            ctx,
-            format!(
-                "Completed with {} error{}, 0 partial successes, and {} warning{}:",
-                errors.len(),
-                if errors.len() == 1 { "" } else { "s" },
-                warnings.len(),
-                if warnings.len() == 1 { "" } else { "s" }
-            ),
-        );
-        for r in errors.iter().chain(warnings.iter()) {
-            let Some(n) = nodes.get(&r.unique_id) else {
-                continue;
-            };
-            say(ctx, "");
-            let kind = match (r.status, n.resource_type) {
-                (NodeStatus::Fail, _) => "Failure in",
-                (NodeStatus::Warn, _) => "Warning in",
-                (_, ResourceType::Test) => "Error in",
-                _ => "Database Error in",
-            };
-            say(
-                ctx,
-                format!(
-                    "{kind} {} {} ({})",
-                    n.resource_type.as_str(),
-                    n.name,
-                    n.original_file_path
-                ),
-            );
-            for line in r.message.lines() {
-                say(ctx, format!("  {line}"));
-            }
-            if n.resource_type == ResourceType::Test {
-                let path = compiled_path(project, n);
-                say(ctx, "");
-                say(ctx, format!("  compiled code at {}", path.display()));
-            }
-        }
+    for line in done.summary_lines() {
+        say(ctx, line);
     }
-    say(ctx, "");
-    say(ctx, results.summary_line());
 }
 
 fn compiled_path(project: &DbtProject, n: &tripline_dbt::Node) -> PathBuf {

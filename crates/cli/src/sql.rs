@@ -80,7 +80,8 @@ pub enum Engine {
 }
 
 impl Engine {
-    async fn open(ctx: &Context, postgres: Option<&str>) -> Result<Self, Failure> {
+    /// The warehouse (`None`), or PostgreSQL at a URL (`Some("")`: the project's `[postgres] url`).
+    pub async fn open(ctx: &Context, postgres: Option<&str>) -> Result<Self, Failure> {
         match postgres {
             None => Ok(Self::Warehouse(Box::new(
                 Warehouse::open(&ctx.config.lake.root, &ctx.project_dir)
@@ -108,8 +109,16 @@ impl Engine {
     }
 
     /// Whether statements report bytes scanned (the warehouse does; PostgreSQL does not say).
-    fn reports_scan(&self) -> bool {
+    pub fn reports_scan(&self) -> bool {
         matches!(self, Self::Warehouse(_))
+    }
+
+    /// `at host:port` of the PostgreSQL server (none for the warehouse).
+    pub fn server(&self) -> Option<&str> {
+        match self {
+            Self::Warehouse(_) => None,
+            Self::Postgres(conn) => Some(&conn.server),
+        }
     }
 
     /// Run one statement.

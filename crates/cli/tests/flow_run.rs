@@ -10,22 +10,43 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// A copy of examples/nyc-taxi (config, zone seed, flows) plus extra flow files.
+/// A copy of examples/nyc-taxi (config, zone seed, flows, dbt project) plus extra flow files.
 fn project(extra_flows: &[(&str, &str)]) -> tempfile::TempDir {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/nyc-taxi");
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(src.join("tripline.toml"), dir.path().join("tripline.toml")).unwrap();
-    for sub in ["seeds", "flows"] {
-        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
-        for entry in std::fs::read_dir(src.join(sub)).unwrap() {
-            let path = entry.unwrap().path();
-            std::fs::copy(&path, dir.path().join(sub).join(path.file_name().unwrap())).unwrap();
-        }
+    for sub in ["seeds", "flows", "dbt"] {
+        copy_tree(&src.join(sub), &dir.path().join(sub));
     }
     for (name, text) in extra_flows {
         std::fs::write(dir.path().join("flows").join(format!("{name}.yaml")), text).unwrap();
     }
     dir
+}
+
+/// Copy a directory tree, leaving out dbt's `target/` and `dbt_packages/`.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if entry.file_type().unwrap().is_dir() {
+            if name != "target" && name != "dbt_packages" {
+                copy_tree(&entry.path(), &to.join(&name));
+            }
+        } else {
+            std::fs::copy(entry.path(), to.join(&name)).unwrap();
+        }
+    }
+}
+
+/// Write files (path relative to `dir` -> text).
+fn write_files(dir: &Path, files: &[(&str, &str)]) {
+    for (rel, text) in files {
+        let path = dir.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
 }
 
 fn flow(project: &Path, args: &[&str]) -> Run {
@@ -503,7 +524,7 @@ fn cancel_of_a_queued_run_and_of_unknown_runs() {
 }
 
 #[test]
-fn the_pipeline_completes_everything_before_dbt_and_reports_dbt_plainly() {
+fn the_pipeline_goes_from_the_web_to_the_dbt_models_and_completes() {
     let p = project(&[]);
     let run = flow(
         p.path(),
@@ -516,7 +537,7 @@ fn the_pipeline_completes_everything_before_dbt_and_reports_dbt_plainly() {
             "rows=2000",
         ],
     );
-    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     for task in [
         "yellow_to_lake",
         "green_to_lake",
@@ -534,35 +555,184 @@ fn the_pipeline_completes_everything_before_dbt_and_reports_dbt_plainly() {
     }
     assert!(
         run.stdout.lines().any(|l| l.contains("dbt_build")
-            && l.contains("Failed")
-            && l.contains("not available yet: the dbt runner (issue 4) has not landed")),
+            && l.contains("Completed")
+            && l.contains("ERROR=0 SKIP=0")),
         "{}",
         run.stdout
     );
-    assert!(run.stdout.contains("5 completed"), "{}", run.stdout);
+    assert!(run.stdout.contains("6 completed"), "{}", run.stdout);
     let yellow = parquet_rows(
         &p.path()
             .join("lake/raw/yellow/year=2021/month=02/*.parquet"),
     );
     assert_eq!(yellow, 2000);
     // The warehouse step built the partitioned table from the lake.
-    let count = tripline(
-        p.path(),
-        &[
-            "sql",
-            "--format",
-            "csv",
-            "-e",
-            "SELECT count(*) AS n FROM trips.green_partitioned",
-        ],
-    )
-    .ok();
-    assert!(count.stdout.contains("\n2000"), "{}", count.stdout);
-    // Subflow runs are recorded under the pipeline's run.
+    let count = |sql: &str| -> u64 {
+        let out = tripline(p.path(), &["sql", "--format", "csv", "-e", sql]).ok();
+        out.stdout
+            .lines()
+            .nth(1)
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{sql}: {}", out.stdout))
+    };
+    assert_eq!(
+        count("SELECT count(*) AS n FROM trips.green_partitioned"),
+        2000
+    );
+    // The dbt step built the example project's models in the warehouse: every trip with known zones is in the
+    // fact table (a few have none), and the mart and the seeds are there.
+    let facts = count("SELECT count(*) AS n FROM dbt_nyc.fact_trips");
+    assert!(facts > 3_500 && facts <= 4_000, "{facts}");
+    assert!(count("SELECT count(*) AS n FROM dbt_nyc.dm_monthly_zone_revenue") > 0);
+    assert_eq!(
+        count("SELECT count(*) AS n FROM dbt_nyc.taxi_zone_lookup"),
+        265
+    );
+    // Subflow runs are recorded under the pipeline's run; the dbt task's log has a line per node.
     let runs = runs_json(p.path());
     assert_eq!(
         runs.iter().filter(|r| r["parent_id"].is_string()).count(),
         4
+    );
+    let top = runs
+        .iter()
+        .find(|r| r["flow"] == "pipeline")
+        .expect("the pipeline run");
+    let show = flow(p.path(), &["show", top["id"].as_str().unwrap()]).ok();
+    assert!(
+        show.stdout.lines().any(|l| l.contains("[dbt_build #1")
+            && l.contains("OK created sql incremental model dbt_nyc.fact_trips")),
+        "{}",
+        show.stdout
+    );
+    assert!(
+        show.stdout
+            .lines()
+            .any(|l| l.contains("[dbt_build #1") && l.contains("PASS unique_fact_trips_tripid")),
+        "{}",
+        show.stdout
+    );
+}
+
+/// A small dbt project on the embedded warehouse: `good`, `bad` (a column that does not exist) and `child` of
+/// `bad`; `other`, its value from `var('n')`, tested to be 2.
+const BROKEN_DBT: &[(&str, &str)] = &[
+    (
+        "broken/dbt_project.yml",
+        "name: broken\nversion: '1.0.0'\nconfig-version: 2\nprofile: broken\nmodel-paths: [models]\n",
+    ),
+    (
+        "broken/profiles.yml",
+        "broken:\n  target: tripline\n  outputs:\n    tripline:\n      type: tripline\n      schema: broken\n      threads: 1\n",
+    ),
+    ("broken/models/good.sql", "select 1 as id\n"),
+    (
+        "broken/models/bad.sql",
+        "select no_such_column from {{ ref('good') }}\n",
+    ),
+    (
+        "broken/models/child.sql",
+        "select * from {{ ref('bad') }}\n",
+    ),
+    (
+        "broken/models/other.sql",
+        "select {{ var('n', 1) }} as id\n",
+    ),
+    (
+        "broken/models/schema.yml",
+        "version: 2\nmodels:\n  - name: other\n    columns:\n      - name: id\n        data_tests:\n          - accepted_values:\n              values: [2]\n",
+    ),
+];
+
+const DBT_BROKEN_FLOW: &str = r#"
+name: dbt_broken
+tasks:
+  - id: build
+    type: dbt
+    project_dir: broken
+  - id: after
+    type: echo
+    depends_on: [build]
+    summary: "{{ tasks.build.output.summary }}"
+"#;
+
+const DBT_SELECT_FLOW: &str = r#"
+name: dbt_select
+tasks:
+  - id: build
+    type: dbt
+    command: build
+    project_dir: broken
+    select: other
+    vars: {n: 2}
+  - id: after
+    type: echo
+    depends_on: [build]
+    summary: "{{ tasks.build.output.summary }}"
+    pass: "{{ tasks.build.output.pass }}"
+"#;
+
+#[test]
+fn a_failing_dbt_model_or_test_fails_the_dbt_task_naming_them() {
+    let p = project(&[
+        ("dbt_broken", DBT_BROKEN_FLOW),
+        ("dbt_select", DBT_SELECT_FLOW),
+    ]);
+    write_files(p.path(), BROKEN_DBT);
+    let run = flow(p.path(), &["run", "dbt_broken"]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| l.contains("build") && l.contains("Failed"))
+        .unwrap_or_else(|| panic!("{}", run.stdout));
+    assert!(line.contains("dbt build failed"), "{line}");
+    assert!(line.contains("model bad:"), "{line}");
+    assert!(
+        line.contains("test accepted_values_other_id__2: 1 failing row"),
+        "{line}"
+    );
+    assert!(line.contains("ERROR=2 SKIP=1"), "{line}");
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.contains("after") && l.contains("NotRun")),
+        "{}",
+        run.stdout
+    );
+    let runs = runs_json(p.path());
+    let show = flow(p.path(), &["show", runs[0]["id"].as_str().unwrap()]).ok();
+    for expected in [
+        "OK created sql view model broken.good",
+        "ERROR creating sql view model broken.bad",
+        "SKIP relation broken.child",
+        "FAIL 1 accepted_values_other_id__2",
+        "Done. PASS=2 WARN=0 ERROR=2 SKIP=1",
+    ] {
+        assert!(
+            show.stdout.contains(expected),
+            "{expected}:\n{}",
+            show.stdout
+        );
+    }
+
+    // select, vars and the output reach the flow: `other` alone with n = 2 passes its test.
+    let run = flow(p.path(), &["--json", "run", "dbt_select"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let report = run.json();
+    let after = report["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["task_id"] == "after")
+        .unwrap_or_else(|| panic!("{report:#}"));
+    assert_eq!(after["output"]["pass"], "2", "{report:#}");
+    assert!(
+        after["output"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("PASS=2 WARN=0 ERROR=0 SKIP=0"),
+        "{report:#}"
     );
 }
 
@@ -586,7 +756,19 @@ fn tripline_run_is_recorded_as_a_flow_run() {
         run.stdout
     );
     assert!(
-        run.stdout.contains("not available yet: the dbt runner"),
+        run.stdout
+            .contains("dbt build of the dbt project dbt/ in the warehouse"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("sql incremental model dbt_nyc.fact_trips: SELECT"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("24 data tests passed"),
         "{}",
         run.stdout
     );
@@ -601,6 +783,7 @@ fn tripline_run_is_recorded_as_a_flow_run() {
         "generate_green",
         "load_green",
         "load_zones",
+        "dbt_build",
     ] {
         assert!(show.stdout.contains(task), "{task}:\n{}", show.stdout);
     }

@@ -1,14 +1,13 @@
 //! The engine: runs a flow's DAG with bounded concurrency, retries, timeouts, caching and cancellation, recording
 //! every state change in the state store; resumes crashed or failed runs without redoing completed tasks.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value as Json, json};
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -577,13 +576,15 @@ impl Engine {
         };
 
         let tasks = &flow.spec().tasks;
+        let n = tasks.len();
         let existing: HashMap<String, TaskRunRecord> = store
             .task_runs(&run_id)
             .await?
             .into_iter()
             .map(|t| (t.task_id.clone(), t))
             .collect();
-        let mut records: Vec<TaskRunRecord> = Vec::with_capacity(tasks.len());
+        let mut records: Vec<TaskRunRecord> = Vec::with_capacity(n);
+        let mut pending = Vec::new();
         for t in tasks {
             let rec = match existing.get(&t.id) {
                 Some(prev) if prev.state.is_success() => prev.clone(),
@@ -591,92 +592,82 @@ impl Engine {
                     let mut r = TaskRunRecord::new(&run_id, &t.id, &t.kind, State::Pending);
                     r.attempts = prev.attempts;
                     r.started_ms = prev.started_ms;
-                    store.put_task_run(&r).await?;
+                    pending.push(r.clone());
                     r
                 }
                 None => {
                     let r = TaskRunRecord::new(&run_id, &t.id, &t.kind, State::Pending);
-                    store.put_task_run(&r).await?;
+                    pending.push(r.clone());
                     r
                 }
             };
             records.push(rec);
         }
+        store.put_task_runs(&pending).await?;
+        drop(pending);
+
+        // The DAG as counts: each task waits for its upstream tasks that have not succeeded yet, and a finished task
+        // visits only its own dependents, so a run costs O(tasks + edges) however many tasks it has.
+        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+        let mut waiting_on = vec![0usize; n];
+        for (i, waiting) in waiting_on.iter_mut().enumerate() {
+            for &d in flow.deps_of(i) {
+                dependents[d].push(i);
+                if !records[d].state.is_success() {
+                    *waiting += 1;
+                }
+            }
+        }
+        let mut ready: VecDeque<usize> = (0..n)
+            .filter(|&i| !records[i].state.is_final() && waiting_on[i] == 0)
+            .collect();
 
         let limit = flow
             .spec()
             .concurrency
             .unwrap_or(self.inner.options.max_concurrency)
             .max(1);
-        let permits = Arc::new(Semaphore::new(limit));
-        let mut started = vec![false; tasks.len()];
+        let mut started = vec![false; n];
+        let mut cancelled_rest = false;
         let mut running: JoinSet<(usize, TaskRunRecord)> = JoinSet::new();
         let params = record.params.clone();
 
         loop {
             if cancel.is_cancelled() {
-                for i in 0..tasks.len() {
-                    if !started[i] && !records[i].state.is_final() {
-                        let r = &mut records[i];
-                        r.state = State::Cancelled;
-                        r.reason = Some("flow run cancelled before the task started".into());
-                        r.ended_ms = Some(now_ms());
-                        store.put_task_run(r).await?;
+                if !cancelled_rest {
+                    cancelled_rest = true;
+                    let now = now_ms();
+                    let mut changed = Vec::new();
+                    for (i, r) in records.iter_mut().enumerate() {
+                        if !started[i] && !r.state.is_final() {
+                            r.state = State::Cancelled;
+                            r.reason = Some("flow run cancelled before the task started".into());
+                            r.ended_ms = Some(now);
+                            changed.push(r.clone());
+                        }
                     }
+                    store.put_task_runs(&changed).await?;
+                    ready.clear();
                 }
             } else {
-                // Downstream of anything that did not succeed never runs.
-                let mut changed = true;
-                while changed {
-                    changed = false;
-                    for i in 0..tasks.len() {
-                        if started[i] || records[i].state.is_final() {
-                            continue;
-                        }
-                        if let Some(&d) = flow.deps_of(i).iter().find(|&&d| {
-                            records[d].state.is_final() && !records[d].state.is_success()
-                        }) {
-                            let reason = format!(
-                                "upstream task `{}` {}",
-                                tasks[d].id,
-                                records[d].state.to_string().to_lowercase()
-                            );
-                            let r = &mut records[i];
-                            r.state = State::NotRun;
-                            r.reason = Some(reason);
-                            r.ended_ms = Some(now_ms());
-                            store.put_task_run(r).await?;
-                            changed = true;
-                        }
-                    }
-                }
-                for i in 0..tasks.len() {
-                    if started[i]
-                        || records[i].state.is_final()
-                        || !flow
-                            .deps_of(i)
-                            .iter()
-                            .all(|&d| records[d].state.is_success())
-                    {
+                while running.len() < limit {
+                    let Some(i) = ready.pop_front() else { break };
+                    if started[i] || records[i].state.is_final() {
                         continue;
                     }
                     started[i] = true;
+                    // A task's templates can only name its upstream tasks (the flow adds every `tasks.<id>` it
+                    // references to its dependencies), so the context holds just those.
                     let mut upstream = serde_json::Map::new();
-                    for (j, r) in records.iter().enumerate() {
-                        if r.state.is_success() {
-                            upstream.insert(tasks[j].id.clone(), json!({"output": r.output.clone().unwrap_or(Json::Null), "state": r.state.as_str()}));
-                        }
+                    let mut dep_outputs = BTreeMap::new();
+                    for &d in flow.deps_of(i) {
+                        let output = records[d].output.clone().unwrap_or(Json::Null);
+                        upstream.insert(
+                            tasks[d].id.clone(),
+                            json!({"output": output.clone(), "state": records[d].state.as_str()}),
+                        );
+                        dep_outputs.insert(tasks[d].id.clone(), output);
                     }
-                    let dep_outputs: BTreeMap<String, Json> = flow
-                        .deps_of(i)
-                        .iter()
-                        .map(|&d| {
-                            (
-                                tasks[d].id.clone(),
-                                records[d].output.clone().unwrap_or(Json::Null),
-                            )
-                        })
-                        .collect();
                     let context = json!({
                         "params": params,
                         "tasks": upstream,
@@ -691,7 +682,6 @@ impl Engine {
                         context,
                         dep_outputs,
                         cancel: cancel.clone(),
-                        permits: permits.clone(),
                     };
                     running.spawn(async move { (i, job.run().await) });
                 }
@@ -699,12 +689,47 @@ impl Engine {
             let Some(joined) = running.join_next().await else {
                 break;
             };
-            match joined {
-                Ok((i, rec)) => records[i] = rec,
+            let (i, rec) = match joined {
+                Ok(done) => done,
                 Err(e) => {
                     heartbeat_stop.cancel();
                     return Err(FlowError::Internal(format!("a task panicked: {e}")));
                 }
+            };
+            let succeeded = rec.state.is_success();
+            records[i] = rec;
+            if succeeded {
+                for &j in &dependents[i] {
+                    waiting_on[j] -= 1;
+                    if waiting_on[j] == 0 && !started[j] && !records[j].state.is_final() {
+                        ready.push_back(j);
+                    }
+                }
+            } else if !cancel.is_cancelled() {
+                // Downstream of anything that did not succeed never runs; each says which upstream task stopped it.
+                // (When the run is cancelled, everything not started ends Cancelled instead.)
+                let now = now_ms();
+                let mut changed = Vec::new();
+                let mut stack = vec![i];
+                while let Some(u) = stack.pop() {
+                    for &j in &dependents[u] {
+                        if started[j] || records[j].state.is_final() {
+                            continue;
+                        }
+                        let reason = format!(
+                            "upstream task `{}` {}",
+                            tasks[u].id,
+                            records[u].state.to_string().to_lowercase()
+                        );
+                        let r = &mut records[j];
+                        r.state = State::NotRun;
+                        r.reason = Some(reason);
+                        r.ended_ms = Some(now);
+                        changed.push(r.clone());
+                        stack.push(j);
+                    }
+                }
+                store.put_task_runs(&changed).await?;
             }
         }
         heartbeat_stop.cancel();
@@ -775,7 +800,6 @@ struct TaskJob {
     context: Json,
     dep_outputs: BTreeMap<String, Json>,
     cancel: CancellationToken,
-    permits: Arc<Semaphore>,
 }
 
 enum Outcome {
@@ -799,12 +823,16 @@ impl TaskJob {
     }
 
     async fn run_inner(&self, record: &mut TaskRunRecord) -> Result<()> {
-        let _permit = tokio::select! {
-            p = self.permits.clone().acquire_owned() => p.map_err(|e| FlowError::Internal(e.to_string()))?,
-            _ = self.cancel.cancelled() => {
-                return self.finish(record, State::Cancelled, Some("flow run cancelled before the task started".into()), None).await;
-            }
-        };
+        if self.cancel.is_cancelled() {
+            return self
+                .finish(
+                    record,
+                    State::Cancelled,
+                    Some("flow run cancelled before the task started".into()),
+                    None,
+                )
+                .await;
+        }
         let inner = &self.engine.inner;
         let store = &inner.store;
         let spec = &self.flow.spec().tasks[self.index];
@@ -866,7 +894,6 @@ impl TaskJob {
             record.state = State::Running;
             record.reason = None;
             record.started_ms.get_or_insert(started);
-            store.put_task_run(record).await?;
             let mut attempt = AttemptRecord {
                 run_id: run_id.clone(),
                 task_id: spec.id.clone(),
@@ -876,7 +903,7 @@ impl TaskJob {
                 ended_ms: None,
                 error: None,
             };
-            store.put_attempt(&attempt).await?;
+            store.put_attempt_with_task(&attempt, &[], record).await?;
 
             let attempt_cancel = self.cancel.child_token();
             let ctx = TaskContext {
@@ -912,40 +939,36 @@ impl TaskJob {
                     line,
                 })
                 .collect();
-            store.append_logs(&lines).await?;
             attempt.ended_ms = Some(now_ms());
+            // The attempt's end, its log and the task run's new state are one write.
             match outcome {
                 Outcome::Done(output) => {
                     attempt.state = State::Completed;
-                    store.put_attempt(&attempt).await?;
-                    return self
-                        .finish(record, State::Completed, None, Some(output))
-                        .await;
+                    settle(record, State::Completed, None, Some(output));
+                    return store.put_attempt_with_task(&attempt, &lines, record).await;
                 }
                 Outcome::Cancelled => {
                     attempt.state = State::Cancelled;
                     attempt.error = Some("cancelled".into());
-                    store.put_attempt(&attempt).await?;
-                    return self
-                        .finish(
-                            record,
-                            State::Cancelled,
-                            Some("cancelled while running".into()),
-                            None,
-                        )
-                        .await;
+                    settle(
+                        record,
+                        State::Cancelled,
+                        Some("cancelled while running".into()),
+                        None,
+                    );
+                    return store.put_attempt_with_task(&attempt, &lines, record).await;
                 }
                 Outcome::Failed(failure) => {
                     attempt.state = State::Failed;
                     attempt.error = Some(failure.message.clone());
-                    store.put_attempt(&attempt).await?;
                     if !failure.retryable || retries_used >= spec.retries {
                         let msg = if retries_used > 0 {
                             format!("{} (after {} attempts)", failure.message, retries_used + 1)
                         } else {
                             failure.message
                         };
-                        return self.finish(record, State::Failed, Some(msg), None).await;
+                        settle(record, State::Failed, Some(msg), None);
+                        return store.put_attempt_with_task(&attempt, &lines, record).await;
                     }
                     retries_used += 1;
                     let delay = spec
@@ -959,7 +982,9 @@ impl TaskJob {
                         failure.message,
                         crate::duration::format_duration(delay)
                     ));
-                    store.put_task_run(record).await?;
+                    store
+                        .put_attempt_with_task(&attempt, &lines, record)
+                        .await?;
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
                         _ = self.cancel.cancelled() => {
@@ -978,12 +1003,17 @@ impl TaskJob {
         reason: Option<String>,
         output: Option<Json>,
     ) -> Result<()> {
-        record.state = state;
-        record.reason = reason;
-        record.output = output;
-        record.ended_ms = Some(now_ms());
+        settle(record, state, reason, output);
         self.engine.inner.store.put_task_run(record).await
     }
+}
+
+/// Puts a task run in its final state (not yet written).
+fn settle(record: &mut TaskRunRecord, state: State, reason: Option<String>, output: Option<Json>) {
+    record.state = state;
+    record.reason = reason;
+    record.output = output;
+    record.ended_ms = Some(now_ms());
 }
 
 async fn with_timeout<F>(fut: F, timeout: Option<Duration>) -> Result<Json, TaskFailure>

@@ -70,8 +70,20 @@ fn template_message(e: &minijinja::Error) -> String {
 /// Renders every template string inside `inputs` with `context` (a JSON object with `params`, `tasks`, `flow`,
 /// `run`). Non-template strings and non-string values are kept as they are.
 pub fn render_inputs(task: &str, inputs: &Json, context: &Json) -> Result<Json> {
+    if !has_template(inputs) {
+        return Ok(inputs.clone());
+    }
     let ctx = minijinja::Value::from(minijinja::value::Serde(context));
     render_value(task, "", inputs, &ctx)
+}
+
+fn has_template(value: &Json) -> bool {
+    match value {
+        Json::String(s) => is_template(s),
+        Json::Array(items) => items.iter().any(has_template),
+        Json::Object(map) => map.values().any(has_template),
+        _ => false,
+    }
 }
 
 fn render_value(task: &str, path: &str, value: &Json, ctx: &minijinja::Value) -> Result<Json> {

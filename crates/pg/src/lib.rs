@@ -200,10 +200,11 @@ pub async fn query(conn: &Connection, sql: &str) -> Result<StatementOutput> {
                 .map(|c| (c.name().to_string(), arrow_type(c.type_())))
                 .collect(),
         ),
-        // Some statements cannot be prepared (several in one string, some utility commands): show them as text.
-        Err(e) if e.as_db_error().is_none() => return Err(conn.error(&e)),
-        Err(e) if e.code() == Some(&SqlState::SYNTAX_ERROR) => return Err(conn.error(&e)),
-        Err(_) => None,
+        // A statement the extended protocol cannot describe is run anyway and its columns shown as text. Every
+        // other failure is the statement's own and is returned as it is: running it again would only hide it
+        // (inside a transaction, behind "current transaction is aborted").
+        Err(e) if e.code() == Some(&SqlState::FEATURE_NOT_SUPPORTED) => None,
+        Err(e) => return Err(conn.error(&e)),
     };
     let messages = conn
         .client

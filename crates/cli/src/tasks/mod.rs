@@ -45,6 +45,31 @@ pub enum TaskEvent {
     },
     /// An ingest task finished its load (every source accounted for, failed ones included).
     Loaded(Box<IngestReport>),
+    /// A dbt task starts a command on a dbt project.
+    DbtStarting {
+        /// `build`, `run`, ...
+        command: String,
+        /// The dbt project directory.
+        project: PathBuf,
+    },
+    /// A dbt node ended (or was skipped).
+    DbtNode {
+        /// `model`, `seed`, `test`, `snapshot`.
+        resource_type: String,
+        /// What dbt calls it: `sql table model dbt_nyc.fact_trips`, `test not_null_x`.
+        description: String,
+        /// dbt's status: `success`, `error`, `skipped`, `pass`, `fail`, `warn`.
+        status: String,
+        /// The database's response (`SELECT 5`), the error, or the failing rows.
+        message: String,
+        /// Seconds the node took.
+        seconds: f64,
+    },
+    /// A dbt task's command finished: dbt's `Done. PASS=..` line.
+    DbtDone {
+        /// The summary line.
+        summary: String,
+    },
 }
 
 /// The project the tasks work in: its directory and configuration (lake root, PostgreSQL URL, batch size).
@@ -85,8 +110,8 @@ pub fn registry(env: TaskEnv) -> TaskRegistry {
     r.register(ingest::IngestTask::new(env.clone()));
     r.register(sql::SqlTask::new(env.clone()));
     r.register(datagen::DatagenTask::new(env.clone()));
-    r.register(lake_upload::LakeUploadTask::new(env));
-    r.register(dbt::DbtTask);
+    r.register(lake_upload::LakeUploadTask::new(env.clone()));
+    r.register(dbt::DbtTask::new(env));
     r.register(echo::EchoTask);
     r
 }

@@ -372,6 +372,25 @@ pub trait StateStore: Send + Sync {
     ) -> Result<bool>;
     /// Writes a task run (insert or replace).
     async fn put_task_run(&self, task: &TaskRunRecord) -> Result<()>;
+    /// Writes several task runs in one transaction (a run's tasks as it starts, the tasks a failure leaves NotRun).
+    async fn put_task_runs(&self, tasks: &[TaskRunRecord]) -> Result<()> {
+        for t in tasks {
+            self.put_task_run(t).await?;
+        }
+        Ok(())
+    }
+    /// Writes an attempt, its log lines and its task run in one transaction: an attempt starting (task Running) or
+    /// ending (attempt final; task Completed, Failed, Retrying, ...), so the two records never disagree.
+    async fn put_attempt_with_task(
+        &self,
+        attempt: &AttemptRecord,
+        logs: &[LogRecord],
+        task: &TaskRunRecord,
+    ) -> Result<()> {
+        self.put_attempt(attempt).await?;
+        self.append_logs(logs).await?;
+        self.put_task_run(task).await
+    }
     /// Task runs of a flow run.
     async fn task_runs(&self, run_id: &str) -> Result<Vec<TaskRunRecord>>;
     /// Writes an attempt (insert or replace).

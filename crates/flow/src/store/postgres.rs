@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use serde_json::Value as Json;
 use tokio::sync::Mutex;
-use tokio_postgres::{Client, NoTls, Row};
+use tokio_postgres::{Client, GenericClient, NoTls, Row};
 
 use super::{
     AttemptRecord, BackfillRecord, FlowRunRecord, LogRecord, Owner, RunFilter, State, StateStore,
@@ -243,6 +243,64 @@ impl PostgresStore {
     pub fn schema(&self) -> &str {
         &self.schema
     }
+}
+
+async fn write_task_run(c: &impl GenericClient, t: &TaskRunRecord) -> Result<()> {
+    c.execute(
+        "INSERT INTO task_runs (run_id, task_id, task_type, state, reason, attempts, started_ms, ended_ms, output, cache_key) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (run_id, task_id) DO UPDATE SET task_type = EXCLUDED.task_type, \
+         state = EXCLUDED.state, reason = EXCLUDED.reason, attempts = EXCLUDED.attempts, started_ms = EXCLUDED.started_ms, \
+         ended_ms = EXCLUDED.ended_ms, output = EXCLUDED.output, cache_key = EXCLUDED.cache_key",
+        &[
+            &t.run_id,
+            &t.task_id,
+            &t.task_type,
+            &t.state.as_str(),
+            &t.reason,
+            &(t.attempts as i32),
+            &t.started_ms,
+            &t.ended_ms,
+            &t.output.as_ref().map(Json::to_string),
+            &t.cache_key,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn write_attempt(c: &impl GenericClient, a: &AttemptRecord) -> Result<()> {
+    c.execute(
+        "INSERT INTO task_attempts (run_id, task_id, attempt, state, started_ms, ended_ms, error) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (run_id, task_id, attempt) DO UPDATE SET state = EXCLUDED.state, started_ms = EXCLUDED.started_ms, \
+         ended_ms = EXCLUDED.ended_ms, error = EXCLUDED.error",
+        &[&a.run_id, &a.task_id, &(a.attempt as i32), &a.state.as_str(), &a.started_ms, &a.ended_ms, &a.error],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn write_logs(c: &impl GenericClient, lines: &[LogRecord]) -> Result<()> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let stmt = c
+        .prepare("INSERT INTO task_logs (run_id, task_id, attempt, ts_ms, stream, line) VALUES ($1, $2, $3, $4, $5, $6)")
+        .await?;
+    for l in lines {
+        c.execute(
+            &stmt,
+            &[
+                &l.run_id,
+                &l.task_id,
+                &(l.attempt as i32),
+                &l.ts_ms,
+                &l.stream,
+                &l.line,
+            ],
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -488,25 +546,34 @@ impl StateStore for PostgresStore {
 
     async fn put_task_run(&self, t: &TaskRunRecord) -> Result<()> {
         let c = self.client.lock().await;
-        c.execute(
-            "INSERT INTO task_runs (run_id, task_id, task_type, state, reason, attempts, started_ms, ended_ms, output, cache_key) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (run_id, task_id) DO UPDATE SET task_type = EXCLUDED.task_type, \
-             state = EXCLUDED.state, reason = EXCLUDED.reason, attempts = EXCLUDED.attempts, started_ms = EXCLUDED.started_ms, \
-             ended_ms = EXCLUDED.ended_ms, output = EXCLUDED.output, cache_key = EXCLUDED.cache_key",
-            &[
-                &t.run_id,
-                &t.task_id,
-                &t.task_type,
-                &t.state.as_str(),
-                &t.reason,
-                &(t.attempts as i32),
-                &t.started_ms,
-                &t.ended_ms,
-                &t.output.as_ref().map(Json::to_string),
-                &t.cache_key,
-            ],
-        )
-        .await?;
+        write_task_run(&*c, t).await
+    }
+
+    async fn put_task_runs(&self, tasks: &[TaskRunRecord]) -> Result<()> {
+        if tasks.is_empty() {
+            return Ok(());
+        }
+        let mut c = self.client.lock().await;
+        let tx = c.transaction().await?;
+        for t in tasks {
+            write_task_run(&tx, t).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn put_attempt_with_task(
+        &self,
+        attempt: &AttemptRecord,
+        logs: &[LogRecord],
+        task: &TaskRunRecord,
+    ) -> Result<()> {
+        let mut c = self.client.lock().await;
+        let tx = c.transaction().await?;
+        write_attempt(&tx, attempt).await?;
+        write_logs(&tx, logs).await?;
+        write_task_run(&tx, task).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -525,14 +592,7 @@ impl StateStore for PostgresStore {
 
     async fn put_attempt(&self, a: &AttemptRecord) -> Result<()> {
         let c = self.client.lock().await;
-        c.execute(
-            "INSERT INTO task_attempts (run_id, task_id, attempt, state, started_ms, ended_ms, error) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-             ON CONFLICT (run_id, task_id, attempt) DO UPDATE SET state = EXCLUDED.state, started_ms = EXCLUDED.started_ms, \
-             ended_ms = EXCLUDED.ended_ms, error = EXCLUDED.error",
-            &[&a.run_id, &a.task_id, &(a.attempt as i32), &a.state.as_str(), &a.started_ms, &a.ended_ms, &a.error],
-        )
-        .await?;
-        Ok(())
+        write_attempt(&*c, a).await
     }
 
     async fn attempts(&self, run_id: &str) -> Result<Vec<AttemptRecord>> {
@@ -563,21 +623,7 @@ impl StateStore for PostgresStore {
         }
         let mut c = self.client.lock().await;
         let tx = c.transaction().await?;
-        let stmt = tx.prepare("INSERT INTO task_logs (run_id, task_id, attempt, ts_ms, stream, line) VALUES ($1, $2, $3, $4, $5, $6)").await?;
-        for l in lines {
-            tx.execute(
-                &stmt,
-                &[
-                    &l.run_id,
-                    &l.task_id,
-                    &(l.attempt as i32),
-                    &l.ts_ms,
-                    &l.stream,
-                    &l.line,
-                ],
-            )
-            .await?;
-        }
+        write_logs(&tx, lines).await?;
         tx.commit().await?;
         Ok(())
     }

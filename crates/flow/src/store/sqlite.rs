@@ -189,6 +189,46 @@ fn take_ownership(conn: &Connection, id: &str, owner: &Owner, now: i64) -> rusql
     Ok(())
 }
 
+fn write_task_run(conn: &Connection, t: &TaskRunRecord) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO task_runs (run_id, task_id, task_type, state, reason, attempts, started_ms, ended_ms, output, cache_key) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        t.run_id,
+        t.task_id,
+        t.task_type,
+        t.state,
+        t.reason,
+        t.attempts,
+        t.started_ms,
+        t.ended_ms,
+        t.output.as_ref().map(Json::to_string),
+        t.cache_key
+    ])?;
+    Ok(())
+}
+
+fn write_attempt(conn: &Connection, a: &AttemptRecord) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO task_attempts (run_id, task_id, attempt, state, started_ms, ended_ms, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![a.run_id, a.task_id, a.attempt, a.state, a.started_ms, a.ended_ms, a.error])?;
+    Ok(())
+}
+
+fn write_logs(conn: &Connection, lines: &[LogRecord]) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO task_logs (run_id, task_id, attempt, ts_ms, stream, line) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for l in lines {
+        stmt.execute(params![
+            l.run_id, l.task_id, l.attempt, l.ts_ms, l.stream, l.line
+        ])?;
+    }
+    Ok(())
+}
+
 /// The SQLite implementation of [`StateStore`].
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -468,24 +508,37 @@ impl StateStore for SqliteStore {
 
     async fn put_task_run(&self, t: &TaskRunRecord) -> Result<()> {
         let t = t.clone();
+        self.call(move |c| write_task_run(c, &t)).await
+    }
+
+    async fn put_task_runs(&self, tasks: &[TaskRunRecord]) -> Result<()> {
+        if tasks.is_empty() {
+            return Ok(());
+        }
+        let tasks = tasks.to_vec();
         self.call(move |c| {
-            c.execute(
-                "INSERT OR REPLACE INTO task_runs (run_id, task_id, task_type, state, reason, attempts, started_ms, ended_ms, output, cache_key) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![
-                    t.run_id,
-                    t.task_id,
-                    t.task_type,
-                    t.state,
-                    t.reason,
-                    t.attempts,
-                    t.started_ms,
-                    t.ended_ms,
-                    t.output.as_ref().map(Json::to_string),
-                    t.cache_key
-                ],
-            )?;
-            Ok(())
+            let tx = c.transaction()?;
+            for t in &tasks {
+                write_task_run(&tx, t)?;
+            }
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn put_attempt_with_task(
+        &self,
+        attempt: &AttemptRecord,
+        logs: &[LogRecord],
+        task: &TaskRunRecord,
+    ) -> Result<()> {
+        let (a, lines, t) = (attempt.clone(), logs.to_vec(), task.clone());
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            write_attempt(&tx, &a)?;
+            write_logs(&tx, &lines)?;
+            write_task_run(&tx, &t)?;
+            tx.commit()
         })
         .await
     }
@@ -518,14 +571,7 @@ impl StateStore for SqliteStore {
 
     async fn put_attempt(&self, a: &AttemptRecord) -> Result<()> {
         let a = a.clone();
-        self.call(move |c| {
-            c.execute(
-                "INSERT OR REPLACE INTO task_attempts (run_id, task_id, attempt, state, started_ms, ended_ms, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![a.run_id, a.task_id, a.attempt, a.state, a.started_ms, a.ended_ms, a.error],
-            )?;
-            Ok(())
-        })
-        .await
+        self.call(move |c| write_attempt(c, &a)).await
     }
 
     async fn attempts(&self, run_id: &str) -> Result<Vec<AttemptRecord>> {
@@ -557,12 +603,7 @@ impl StateStore for SqliteStore {
         let lines = lines.to_vec();
         self.call(move |c| {
             let tx = c.transaction()?;
-            {
-                let mut stmt = tx.prepare("INSERT INTO task_logs (run_id, task_id, attempt, ts_ms, stream, line) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
-                for l in &lines {
-                    stmt.execute(params![l.run_id, l.task_id, l.attempt, l.ts_ms, l.stream, l.line])?;
-                }
-            }
+            write_logs(&tx, &lines)?;
             tx.commit()
         })
         .await

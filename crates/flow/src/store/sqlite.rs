@@ -1,8 +1,8 @@
 //! SQLite state store: one file (default `<project>/.tripline/state.db`) in WAL mode. Claims run in
-//! `BEGIN IMMEDIATE` transactions, so several processes on one machine can share it safely.
+//! `BEGIN IMMEDIATE` transactions, so several processes on one machine can share it safely; the per-task writes of
+//! a running flow are group-committed.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -230,10 +230,113 @@ fn write_logs(conn: &Connection, lines: &[LogRecord]) -> rusqlite::Result<()> {
 }
 
 /// The SQLite implementation of [`StateStore`].
+///
+/// One thread owns the connection and runs every call in order. The engine's per-task writes (task runs,
+/// attempts, logs) are group-committed: the writes queued while the previous transaction ran go into the next one
+/// together, so a flow with many short tasks pays a fraction of a commit per write instead of one each. A write is
+/// acknowledged only after its transaction committed.
 #[derive(Clone)]
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+    jobs: std::sync::mpsc::Sender<Job>,
     path: PathBuf,
+}
+
+/// Work for the connection's thread.
+enum Job {
+    /// Runs alone, with the connection to itself (reads, and writes that open their own transaction).
+    Alone(Box<dyn FnOnce(&mut Connection) + Send>),
+    /// A write run inside a shared transaction; told the outcome once that transaction committed.
+    Batched {
+        work: Box<dyn FnOnce(&Connection) -> rusqlite::Result<()> + Send>,
+        done: tokio::sync::oneshot::Sender<rusqlite::Result<()>>,
+    },
+}
+
+/// Writes of one group commit at most (so one transaction stays short).
+const MAX_BATCH: usize = 256;
+
+fn connection_thread(mut conn: Connection, jobs: std::sync::mpsc::Receiver<Job>) {
+    let mut next = jobs.recv().ok();
+    while let Some(job) = next.take() {
+        match job {
+            Job::Alone(f) => f(&mut conn),
+            Job::Batched { work, done } => {
+                let mut batch = vec![(work, done)];
+                while batch.len() < MAX_BATCH {
+                    match jobs.try_recv() {
+                        Ok(Job::Batched { work, done }) => batch.push((work, done)),
+                        Ok(other) => {
+                            next = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                run_batch(&mut conn, batch);
+            }
+        }
+        if next.is_none() {
+            next = jobs.recv().ok();
+        }
+    }
+}
+
+type BatchedWrite = (
+    Box<dyn FnOnce(&Connection) -> rusqlite::Result<()> + Send>,
+    tokio::sync::oneshot::Sender<rusqlite::Result<()>>,
+);
+
+fn run_batch(conn: &mut Connection, batch: Vec<BatchedWrite>) {
+    let tx = match conn.transaction() {
+        Ok(tx) => tx,
+        Err(e) => {
+            for (_, done) in batch {
+                let _ = done.send(Err(same_error(&e)));
+            }
+            return;
+        }
+    };
+    // Each write in a savepoint, so one that fails is undone alone and reported to its caller only.
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut tx = tx;
+    for (work, done) in batch {
+        let outcome = match tx.savepoint() {
+            Ok(mut sp) => match work(&sp) {
+                Ok(()) => sp.commit(),
+                Err(e) => {
+                    let _ = sp.rollback();
+                    Err(e)
+                }
+            },
+            Err(e) => Err(e),
+        };
+        outcomes.push((outcome, done));
+    }
+    match tx.commit() {
+        Ok(()) => {
+            for (outcome, done) in outcomes {
+                let _ = done.send(outcome);
+            }
+        }
+        Err(e) => {
+            for (_, done) in outcomes {
+                let _ = done.send(Err(same_error(&e)));
+            }
+        }
+    }
+}
+
+/// The same SQLite error again, for each write of a batch whose commit failed (`rusqlite::Error` is not `Clone`).
+fn same_error(e: &rusqlite::Error) -> rusqlite::Error {
+    match e {
+        rusqlite::Error::SqliteFailure(code, message) => {
+            rusqlite::Error::SqliteFailure(*code, message.clone())
+        }
+        other => rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+            Some(other.to_string()),
+        ),
+    }
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -266,10 +369,12 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-            path,
-        })
+        let (jobs, queue) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("tripline-sqlite".into())
+            .spawn(move || connection_thread(conn, queue))
+            .map_err(|e| FlowError::io(&path, e))?;
+        Ok(Self { jobs, path })
     }
 
     /// The database file.
@@ -277,20 +382,51 @@ impl SqliteStore {
         &self.path
     }
 
+    fn gone(&self) -> FlowError {
+        FlowError::Internal(format!(
+            "the SQLite thread of {} has stopped",
+            self.path.display()
+        ))
+    }
+
+    /// Runs `f` on the connection's thread, alone.
     async fn call<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        let conn = self.conn.clone();
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut guard)
-        })
-        .await
-        .map_err(|e| FlowError::Internal(format!("SQLite worker thread: {e}")))?
-        .map_err(|source| FlowError::Sqlite { path, source })
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Job::Alone(Box::new(move |c| {
+                let _ = tx.send(f(c));
+            })))
+            .map_err(|_| self.gone())?;
+        rx.await
+            .map_err(|_| self.gone())?
+            .map_err(|source| FlowError::Sqlite {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// Runs the write `f` in the next group commit and returns once that committed.
+    async fn write<F>(&self, f: F) -> Result<()>
+    where
+        F: FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static,
+    {
+        let (done, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Job::Batched {
+                work: Box::new(f),
+                done,
+            })
+            .map_err(|_| self.gone())?;
+        rx.await
+            .map_err(|_| self.gone())?
+            .map_err(|source| FlowError::Sqlite {
+                path: self.path.clone(),
+                source,
+            })
     }
 }
 
@@ -508,7 +644,7 @@ impl StateStore for SqliteStore {
 
     async fn put_task_run(&self, t: &TaskRunRecord) -> Result<()> {
         let t = t.clone();
-        self.call(move |c| write_task_run(c, &t)).await
+        self.write(move |c| write_task_run(c, &t)).await
     }
 
     async fn put_task_runs(&self, tasks: &[TaskRunRecord]) -> Result<()> {
@@ -516,14 +652,8 @@ impl StateStore for SqliteStore {
             return Ok(());
         }
         let tasks = tasks.to_vec();
-        self.call(move |c| {
-            let tx = c.transaction()?;
-            for t in &tasks {
-                write_task_run(&tx, t)?;
-            }
-            tx.commit()
-        })
-        .await
+        self.write(move |c| tasks.iter().try_for_each(|t| write_task_run(c, t)))
+            .await
     }
 
     async fn put_attempt_with_task(
@@ -533,12 +663,10 @@ impl StateStore for SqliteStore {
         task: &TaskRunRecord,
     ) -> Result<()> {
         let (a, lines, t) = (attempt.clone(), logs.to_vec(), task.clone());
-        self.call(move |c| {
-            let tx = c.transaction()?;
-            write_attempt(&tx, &a)?;
-            write_logs(&tx, &lines)?;
-            write_task_run(&tx, &t)?;
-            tx.commit()
+        self.write(move |c| {
+            write_attempt(c, &a)?;
+            write_logs(c, &lines)?;
+            write_task_run(c, &t)
         })
         .await
     }
@@ -571,7 +699,7 @@ impl StateStore for SqliteStore {
 
     async fn put_attempt(&self, a: &AttemptRecord) -> Result<()> {
         let a = a.clone();
-        self.call(move |c| write_attempt(c, &a)).await
+        self.write(move |c| write_attempt(c, &a)).await
     }
 
     async fn attempts(&self, run_id: &str) -> Result<Vec<AttemptRecord>> {
@@ -601,12 +729,7 @@ impl StateStore for SqliteStore {
             return Ok(());
         }
         let lines = lines.to_vec();
-        self.call(move |c| {
-            let tx = c.transaction()?;
-            write_logs(&tx, &lines)?;
-            tx.commit()
-        })
-        .await
+        self.write(move |c| write_logs(c, &lines)).await
     }
 
     async fn logs(&self, run_id: &str, task_id: Option<&str>) -> Result<Vec<LogRecord>> {

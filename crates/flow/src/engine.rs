@@ -16,8 +16,8 @@ use crate::error::{FlowError, Result};
 use crate::model::{Flow, FlowSpec, Project};
 use crate::params::Params;
 use crate::store::{
-    AttemptRecord, BackfillRecord, FlowRunRecord, LogRecord, Owner, RunFilter, State, StateStore,
-    TaskRunRecord, new_id, now_ms, pid_alive,
+    AttemptRecord, BackfillRecord, FlowRunRecord, LogRecord, Owner, QueuedWrite, RunFilter, State,
+    StateStore, TaskRunRecord, new_id, now_ms, pid_alive,
 };
 use crate::task::{TaskContext, TaskFailure, TaskLog, TaskRegistry};
 use crate::template::render_inputs;
@@ -903,7 +903,13 @@ impl TaskJob {
                 ended_ms: None,
                 error: None,
             };
-            store.put_attempt_with_task(&attempt, &[], record).await?;
+            // A store that applies writes in order takes the start now and the end whenever the task ends; others
+            // commit the start before the task runs.
+            let mut queued_start =
+                store.queue_attempt_with_task(attempt.clone(), Vec::new(), record.clone());
+            if queued_start.is_none() {
+                store.put_attempt_with_task(&attempt, &[], record).await?;
+            }
 
             let attempt_cancel = self.cancel.child_token();
             let ctx = TaskContext {
@@ -945,7 +951,14 @@ impl TaskJob {
                 Outcome::Done(output) => {
                     attempt.state = State::Completed;
                     settle(record, State::Completed, None, Some(output));
-                    return store.put_attempt_with_task(&attempt, &lines, record).await;
+                    return write_attempt_end(
+                        store.as_ref(),
+                        queued_start.take(),
+                        &attempt,
+                        &lines,
+                        record,
+                    )
+                    .await;
                 }
                 Outcome::Cancelled => {
                     attempt.state = State::Cancelled;
@@ -956,7 +969,14 @@ impl TaskJob {
                         Some("cancelled while running".into()),
                         None,
                     );
-                    return store.put_attempt_with_task(&attempt, &lines, record).await;
+                    return write_attempt_end(
+                        store.as_ref(),
+                        queued_start.take(),
+                        &attempt,
+                        &lines,
+                        record,
+                    )
+                    .await;
                 }
                 Outcome::Failed(failure) => {
                     attempt.state = State::Failed;
@@ -968,7 +988,14 @@ impl TaskJob {
                             failure.message
                         };
                         settle(record, State::Failed, Some(msg), None);
-                        return store.put_attempt_with_task(&attempt, &lines, record).await;
+                        return write_attempt_end(
+                            store.as_ref(),
+                            queued_start.take(),
+                            &attempt,
+                            &lines,
+                            record,
+                        )
+                        .await;
                     }
                     retries_used += 1;
                     let delay = spec
@@ -982,9 +1009,14 @@ impl TaskJob {
                         failure.message,
                         crate::duration::format_duration(delay)
                     ));
-                    store
-                        .put_attempt_with_task(&attempt, &lines, record)
-                        .await?;
+                    write_attempt_end(
+                        store.as_ref(),
+                        queued_start.take(),
+                        &attempt,
+                        &lines,
+                        record,
+                    )
+                    .await?;
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
                         _ = self.cancel.cancelled() => {
@@ -1040,4 +1072,26 @@ pub fn cancel_on_ctrl_c(token: CancellationToken) {
             token.cancel();
         }
     });
+}
+
+/// Writes the end of an attempt. When its start was queued (not yet committed, see
+/// [`StateStore::queue_attempt_with_task`]) the end is queued behind it before waiting, so both usually commit in one
+/// transaction; the start's error, if any, comes first.
+async fn write_attempt_end(
+    store: &dyn StateStore,
+    queued_start: Option<QueuedWrite>,
+    attempt: &AttemptRecord,
+    lines: &[LogRecord],
+    record: &TaskRunRecord,
+) -> Result<()> {
+    let Some(start) = queued_start else {
+        return store.put_attempt_with_task(attempt, lines, record).await;
+    };
+    let end = store.queue_attempt_with_task(attempt.clone(), lines.to_vec(), record.clone());
+    let started = start.await;
+    let ended = match end {
+        Some(end) => end.await,
+        None => store.put_attempt_with_task(attempt, lines, record).await,
+    };
+    started.and(ended)
 }

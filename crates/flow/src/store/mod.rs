@@ -318,6 +318,9 @@ pub struct RunFilter {
     pub limit: usize,
 }
 
+/// The wait for a write a store has queued (see [`StateStore::queue_attempt_with_task`]).
+pub type QueuedWrite = std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>>;
+
 /// Persistence of flow runs and everything under them. Implementations must make `claim_*` atomic across
 /// processes: a run is handed to exactly one owner.
 #[async_trait]
@@ -390,6 +393,18 @@ pub trait StateStore: Send + Sync {
         self.put_attempt(attempt).await?;
         self.append_logs(logs).await?;
         self.put_task_run(task).await
+    }
+    /// Queues the same write as [`StateStore::put_attempt_with_task`] at once and returns the wait for its commit.
+    /// Only a store that applies its writes in the order they were queued offers it (`None` otherwise): the engine
+    /// then queues an attempt's end before its start has committed, so a short task does not wait for two commits
+    /// one after the other.
+    fn queue_attempt_with_task(
+        &self,
+        _attempt: AttemptRecord,
+        _logs: Vec<LogRecord>,
+        _task: TaskRunRecord,
+    ) -> Option<QueuedWrite> {
+        None
     }
     /// Task runs of a flow run.
     async fn task_runs(&self, run_id: &str) -> Result<Vec<TaskRunRecord>>;

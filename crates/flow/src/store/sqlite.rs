@@ -702,6 +702,44 @@ impl StateStore for SqliteStore {
         self.write(move |c| write_attempt(c, &a)).await
     }
 
+    fn queue_attempt_with_task(
+        &self,
+        attempt: AttemptRecord,
+        logs: Vec<LogRecord>,
+        task: TaskRunRecord,
+    ) -> Option<super::QueuedWrite> {
+        let (done, rx) = tokio::sync::oneshot::channel();
+        let queued = self
+            .jobs
+            .send(Job::Batched {
+                work: Box::new(move |c| {
+                    write_attempt(c, &attempt)?;
+                    write_logs(c, &logs)?;
+                    write_task_run(c, &task)
+                }),
+                done,
+            })
+            .is_ok();
+        let path = self.path.clone();
+        Some(Box::pin(async move {
+            let gone = || {
+                FlowError::Internal(format!(
+                    "the SQLite thread of {} has stopped",
+                    path.display()
+                ))
+            };
+            if !queued {
+                return Err(gone());
+            }
+            rx.await
+                .map_err(|_| gone())?
+                .map_err(|source| FlowError::Sqlite {
+                    path: path.clone(),
+                    source,
+                })
+        }))
+    }
+
     async fn attempts(&self, run_id: &str) -> Result<Vec<AttemptRecord>> {
         let run_id = run_id.to_string();
         self.call(move |c| {

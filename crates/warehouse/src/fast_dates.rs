@@ -31,6 +31,10 @@ use datafusion::optimizer::analyzer::AnalyzerRule;
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 
 const SECONDS_PER_DAY: i64 = 86_400;
+const DAY_S: i64 = SECONDS_PER_DAY;
+const DAY_MS: i64 = SECONDS_PER_DAY * 1_000;
+const DAY_US: i64 = SECONDS_PER_DAY * 1_000_000;
+const DAY_NS: i64 = SECONDS_PER_DAY * 1_000_000_000;
 
 /// Units of `unit` in one day.
 fn per_day(unit: &TimeUnit) -> i64 {
@@ -225,8 +229,17 @@ fn unwrap_date_comparison(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr
     Ok(Transformed::yes(rewritten))
 }
 
-/// `CAST(ts AS DATE)` of a zone-less timestamp as [`TimestampToDate`].
+/// `CAST(ts AS DATE)` of a zone-less timestamp as [`TimestampToDate`], and `date_trunc('week' | 'month' |
+/// 'quarter' | 'year', ts)` as [`TimestampTrunc`] (DataFusion's own `date_trunc` already does the finer units with
+/// arithmetic; the calendar units go through chrono value by value).
 fn fast_cast(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+    if let Some((granularity, ts)) = coarse_date_trunc(&e, schema) {
+        let f = Expr::ScalarFunction(ScalarFunction::new_udf(
+            Arc::new(timestamp_trunc(granularity)),
+            vec![ts.clone()],
+        ));
+        return Ok(Transformed::yes(f));
+    }
     let Some((ts, _)) = date_cast(&e, schema) else {
         return Ok(Transformed::no(e));
     };
@@ -250,15 +263,18 @@ pub(crate) struct TimestampToDate {
     signature: Signature,
 }
 
-fn days_of<T: ArrowTimestampType>(array: &dyn Array, per_day: i64) -> Result<ArrayRef> {
-    let Some(array) = array.as_any().downcast_ref::<PrimitiveArray<T>>() else {
-        return exec_err!(
-            "timestamp_to_date: unexpected array type {}",
-            array.data_type()
-        );
-    };
+/// `array` as the timestamp array it is.
+fn timestamps<T: ArrowTimestampType>(array: &dyn Array) -> Result<&PrimitiveArray<T>> {
+    match array.as_any().downcast_ref::<PrimitiveArray<T>>() {
+        Some(array) => Ok(array),
+        None => exec_err!("unexpected array type {}", array.data_type()),
+    }
+}
+
+/// The days of `array`; `PER_DAY` is a constant so the division compiles to a multiplication.
+fn days_of<T: ArrowTimestampType, const PER_DAY: i64>(array: &dyn Array) -> Result<ArrayRef> {
     // Dates of real timestamps fit in i32 (i64 nanoseconds span +-292 years).
-    let days: Date32Array = array.unary(|v| v.div_euclid(per_day) as i32);
+    let days: Date32Array = timestamps::<T>(array)?.unary(|v| v.div_euclid(PER_DAY) as i32);
     Ok(Arc::new(days))
 }
 
@@ -294,17 +310,17 @@ impl ScalarUDFImpl for TimestampToDate {
             ColumnarValue::Scalar(s) => Ok(ColumnarValue::Scalar(s.cast_to(&DataType::Date32)?)),
             ColumnarValue::Array(a) => {
                 let out = match a.data_type() {
-                    DataType::Timestamp(unit @ TimeUnit::Second, None) => {
-                        days_of::<TimestampSecondType>(&a, per_day(unit))?
+                    DataType::Timestamp(TimeUnit::Second, None) => {
+                        days_of::<TimestampSecondType, DAY_S>(&a)?
                     }
-                    DataType::Timestamp(unit @ TimeUnit::Millisecond, None) => {
-                        days_of::<TimestampMillisecondType>(&a, per_day(unit))?
+                    DataType::Timestamp(TimeUnit::Millisecond, None) => {
+                        days_of::<TimestampMillisecondType, DAY_MS>(&a)?
                     }
-                    DataType::Timestamp(unit @ TimeUnit::Microsecond, None) => {
-                        days_of::<TimestampMicrosecondType>(&a, per_day(unit))?
+                    DataType::Timestamp(TimeUnit::Microsecond, None) => {
+                        days_of::<TimestampMicrosecondType, DAY_US>(&a)?
                     }
-                    DataType::Timestamp(unit @ TimeUnit::Nanosecond, None) => {
-                        days_of::<TimestampNanosecondType>(&a, per_day(unit))?
+                    DataType::Timestamp(TimeUnit::Nanosecond, None) => {
+                        days_of::<TimestampNanosecondType, DAY_NS>(&a)?
                     }
                     other => {
                         return exec_err!(
@@ -315,6 +331,200 @@ impl ScalarUDFImpl for TimestampToDate {
                 Ok(ColumnarValue::Array(out))
             }
         }
+    }
+}
+
+/// `date_trunc('<calendar unit>', ts)` of a zone-less timestamp whose result has the timestamp's own type.
+fn coarse_date_trunc<'a>(e: &'a Expr, schema: &DFSchema) -> Option<(Coarse, &'a Expr)> {
+    let Expr::ScalarFunction(ScalarFunction { func, args }) = e else {
+        return None;
+    };
+    if func.name() != "date_trunc" || args.len() != 2 {
+        return None;
+    }
+    let granularity = match &args[0] {
+        Expr::Literal(
+            ScalarValue::Utf8(Some(g))
+            | ScalarValue::Utf8View(Some(g))
+            | ScalarValue::LargeUtf8(Some(g)),
+            _,
+        ) => Coarse::parse(g)?,
+        _ => return None,
+    };
+    let unit = zoneless_timestamp(&args[1], schema)?;
+    // `date_trunc` keeps its argument's type; anything else (a future change of that) keeps DataFusion's kernel.
+    match e.get_type(schema).ok()? {
+        DataType::Timestamp(u, None) if u == unit => Some((granularity, &args[1])),
+        _ => None,
+    }
+}
+
+/// The calendar units of `date_trunc`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Coarse {
+    Week,
+    Month,
+    Quarter,
+    Year,
+}
+
+impl Coarse {
+    fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "week" => Some(Self::Week),
+            "month" => Some(Self::Month),
+            "quarter" => Some(Self::Quarter),
+            "year" => Some(Self::Year),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Week => "week",
+            Self::Month => "month",
+            Self::Quarter => "quarter",
+            Self::Year => "year",
+        }
+    }
+
+    /// The first day of the week (Monday), month, quarter or year holding day `days` (days since 1970-01-01).
+    fn first_day(self, days: i64) -> i64 {
+        match self {
+            // 1970-01-01 was a Thursday: three days after a Monday.
+            Self::Week => days - (days + 3).rem_euclid(7),
+            Self::Month | Self::Quarter | Self::Year => {
+                let (y, m, _) = civil_from_days(days);
+                let m = match self {
+                    Self::Month => m,
+                    Self::Quarter => (m - 1) / 3 * 3 + 1,
+                    _ => 1,
+                };
+                days_from_civil(y, m, 1)
+            }
+        }
+    }
+}
+
+/// Year, month (1-12) and day (1-31) of the proleptic Gregorian day `z` days after 1970-01-01 (integer-only; the
+/// well-known era arithmetic: 400-year eras of 146,097 days, years starting in March).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Days since 1970-01-01 of year `y`, month `m` (1-12), day `d`: the inverse of [`civil_from_days`].
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = y - i64::from(m <= 2);
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `date_trunc('<granularity>', ts)` of a zone-less timestamp by integer arithmetic.
+pub(crate) fn timestamp_trunc(granularity: Coarse) -> ScalarUDF {
+    ScalarUDF::new_from_impl(TimestampTrunc {
+        granularity,
+        signature: Signature::any(1, Volatility::Immutable),
+    })
+}
+
+/// See [`timestamp_trunc`].
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) struct TimestampTrunc {
+    granularity: Coarse,
+    signature: Signature,
+}
+
+/// `array` truncated to `granularity`; `PER_DAY` units in a day.
+fn trunc_of<T: ArrowTimestampType, const PER_DAY: i64>(
+    array: &dyn Array,
+    granularity: Coarse,
+) -> Result<ArrayRef> {
+    let out: PrimitiveArray<T> = timestamps::<T>(array)?.try_unary(|v| {
+        let day = v.div_euclid(PER_DAY);
+        granularity
+            .first_day(day)
+            .checked_mul(PER_DAY)
+            .ok_or_else(|| {
+                datafusion::error::DataFusionError::Execution(format!(
+                    "date_trunc: timestamp {v} out of range"
+                ))
+            })
+    })?;
+    Ok(Arc::new(out))
+}
+
+impl ScalarUDFImpl for TimestampTrunc {
+    fn name(&self) -> &str {
+        match self.granularity {
+            Coarse::Week => "date_trunc_week",
+            Coarse::Month => "date_trunc_month",
+            Coarse::Quarter => "date_trunc_quarter",
+            Coarse::Year => "date_trunc_year",
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        Ok(arg_types[0].clone())
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        let arg = &args.arg_fields[0];
+        Ok(Arc::new(Field::new(
+            self.name(),
+            arg.data_type().clone(),
+            arg.is_nullable(),
+        )))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let g = self.granularity;
+        let arg = args
+            .args
+            .into_iter()
+            .next()
+            .expect("signature has one argument");
+        let scalar = matches!(arg, ColumnarValue::Scalar(_));
+        let a = arg.into_array(if scalar { 1 } else { args.number_rows })?;
+        let out = match a.data_type() {
+            DataType::Timestamp(TimeUnit::Second, None) => {
+                trunc_of::<TimestampSecondType, DAY_S>(&a, g)?
+            }
+            DataType::Timestamp(TimeUnit::Millisecond, None) => {
+                trunc_of::<TimestampMillisecondType, DAY_MS>(&a, g)?
+            }
+            DataType::Timestamp(TimeUnit::Microsecond, None) => {
+                trunc_of::<TimestampMicrosecondType, DAY_US>(&a, g)?
+            }
+            DataType::Timestamp(TimeUnit::Nanosecond, None) => {
+                trunc_of::<TimestampNanosecondType, DAY_NS>(&a, g)?
+            }
+            other => {
+                return exec_err!(
+                    "date_trunc('{}', ..) expects a timestamp without time zone, got {other}",
+                    g.name()
+                );
+            }
+        };
+        if scalar {
+            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?));
+        }
+        Ok(ColumnarValue::Array(out))
     }
 }
 
@@ -349,5 +559,109 @@ mod tests {
             panic!("array in, array out")
         };
         assert_eq!(out.as_ref(), expected.as_ref());
+    }
+
+    /// `f` applied to `args` (one row per array element).
+    fn invoke(f: &ScalarUDF, args: Vec<ColumnarValue>, rows: usize) -> ArrayRef {
+        let arg_fields: Vec<FieldRef> = args
+            .iter()
+            .map(|a| Arc::new(Field::new("a", a.data_type(), true)))
+            .collect();
+        let return_field = f
+            .return_field_from_args(ReturnFieldArgs {
+                arg_fields: &arg_fields,
+                scalar_arguments: &vec![None; args.len()],
+            })
+            .unwrap();
+        let out = f
+            .invoke_with_args(ScalarFunctionArgs {
+                args,
+                arg_fields,
+                number_rows: rows,
+                return_field,
+                config_options: Arc::new(ConfigOptions::default()),
+            })
+            .unwrap();
+        out.into_array(rows).unwrap()
+    }
+
+    #[test]
+    fn calendar_truncation_equals_datafusions_date_trunc() {
+        use datafusion::arrow::array::TimestampNanosecondArray;
+        let day = per_day(&TimeUnit::Microsecond);
+        // Every 7th hour plus a bit over 1968..1973 (a leap year, the epoch, negative values), then around
+        // 2000-02-29 and 2100-03-01 (a century leap day and a century non-leap year), and nulls.
+        let mut values: Vec<Option<i64>> = (-800 * day..1_200 * day)
+            .step_by((7 * 3_600 * 1_000_000_i64 + 13) as usize)
+            .map(Some)
+            .collect();
+        for centre in [11_016 * day, 47_541 * day] {
+            values.extend(
+                (centre - 40 * day..centre + 40 * day)
+                    .step_by((day / 3) as usize)
+                    .map(Some),
+            );
+        }
+        values.extend([None, Some(0), Some(-1), Some(1_700_000_000_123_456)]);
+        let rows = values.len();
+        let micros: ArrayRef = Arc::new(TimestampMicrosecondArray::from(values.clone()));
+        let nanos: ArrayRef = Arc::new(TimestampNanosecondArray::from(
+            values
+                .iter()
+                .map(|v| v.map(|v| v * 1_000))
+                .collect::<Vec<_>>(),
+        ));
+        let reference = datafusion::functions::datetime::date_trunc();
+        for granularity in [Coarse::Week, Coarse::Month, Coarse::Quarter, Coarse::Year] {
+            for array in [&micros, &nanos] {
+                let expected = invoke(
+                    &reference,
+                    vec![
+                        ColumnarValue::Scalar(ScalarValue::Utf8(Some(granularity.name().into()))),
+                        ColumnarValue::Array(Arc::clone(array)),
+                    ],
+                    rows,
+                );
+                let out = invoke(
+                    &timestamp_trunc(granularity),
+                    vec![ColumnarValue::Array(Arc::clone(array))],
+                    rows,
+                );
+                assert_eq!(
+                    out.as_ref(),
+                    expected.as_ref(),
+                    "{granularity:?} {}",
+                    array.data_type()
+                );
+            }
+        }
+        // A scalar stays a scalar.
+        let one = invoke(
+            &timestamp_trunc(Coarse::Month),
+            vec![ColumnarValue::Scalar(ScalarValue::TimestampMicrosecond(
+                Some(45 * day),
+                None,
+            ))],
+            1,
+        );
+        assert_eq!(
+            one.as_ref(),
+            &TimestampMicrosecondArray::from(vec![Some(31 * day)]) as &dyn Array
+        );
+    }
+
+    #[test]
+    fn civil_dates_round_trip() {
+        for days in -800_000..800_000 {
+            let (y, m, d) = civil_from_days(days);
+            assert!(
+                (1..=12).contains(&m) && (1..=31).contains(&d),
+                "{days}: {y}-{m}-{d}"
+            );
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
     }
 }

@@ -21,6 +21,7 @@ mod history;
 mod pruning;
 mod scan;
 pub mod statement;
+mod union_aggregate;
 mod view;
 
 use std::path::{Path, PathBuf};
@@ -107,6 +108,7 @@ impl Warehouse {
             .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
             .with_analyzer_rule(Arc::new(fast_dates::DateFilters))
             .with_optimizer_rule(Arc::new(fast_dates::FastDates))
+            .with_optimizer_rule(Arc::new(union_aggregate::UnionAggregate))
             .build();
         let ctx = SessionContext::new_with_state(state);
         ctx.register_udf(date_udf::date());

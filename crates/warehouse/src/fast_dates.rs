@@ -388,6 +388,19 @@ impl Coarse {
         }
     }
 
+    /// The first day of the period after the one starting on day `first` (as returned by [`Self::first_day`]).
+    fn next_first_day(self, first: i64) -> i64 {
+        let months = match self {
+            Self::Week => return first + 7,
+            Self::Month => 1,
+            Self::Quarter => 3,
+            Self::Year => 12,
+        };
+        let (y, m, _) = civil_from_days(first);
+        let m0 = m - 1 + months;
+        days_from_civil(y + m0 / 12, m0 % 12 + 1, 1)
+    }
+
     /// The first day of the week (Monday), month, quarter or year holding day `days` (days since 1970-01-01).
     fn first_day(self, days: i64) -> i64 {
         match self {
@@ -446,22 +459,47 @@ pub(crate) struct TimestampTrunc {
     signature: Signature,
 }
 
-/// `array` truncated to `granularity`; `PER_DAY` units in a day.
+/// `array` truncated to `granularity`; `PER_DAY` units in a day. Trips come roughly in time order, so the last
+/// period found is kept and a value inside it costs two comparisons instead of the calendar arithmetic.
 fn trunc_of<T: ArrowTimestampType, const PER_DAY: i64>(
     array: &dyn Array,
     granularity: Coarse,
 ) -> Result<ArrayRef> {
-    let out: PrimitiveArray<T> = timestamps::<T>(array)?.try_unary(|v| {
+    let array = timestamps::<T>(array)?;
+    // The period [start, end) of the last value, in the array's unit; empty at first.
+    let (mut start, mut end) = (i64::MAX, i64::MIN);
+    let mut out_of_range = None;
+    let values = array.values().iter().enumerate().map(|(i, &v)| {
+        if v >= start && v < end {
+            return start;
+        }
         let day = v.div_euclid(PER_DAY);
-        granularity
-            .first_day(day)
-            .checked_mul(PER_DAY)
-            .ok_or_else(|| {
-                datafusion::error::DataFusionError::Execution(format!(
-                    "date_trunc: timestamp {v} out of range"
-                ))
-            })
-    })?;
+        let first = granularity.first_day(day);
+        match first.checked_mul(PER_DAY) {
+            Some(s) => {
+                start = s;
+                end = granularity
+                    .next_first_day(first)
+                    .checked_mul(PER_DAY)
+                    .unwrap_or(i64::MAX);
+                s
+            }
+            None => {
+                // A null slot's value is meaningless; a real one is an error.
+                if array.is_valid(i) && out_of_range.is_none() {
+                    out_of_range = Some(v);
+                }
+                0
+            }
+        }
+    });
+    let out = PrimitiveArray::<T>::from_iter_values_with_nulls(values, array.nulls().cloned());
+    if let Some(v) = out_of_range {
+        return exec_err!(
+            "date_trunc('{}', ..): timestamp {v} is out of range",
+            granularity.name()
+        );
+    }
     Ok(Arc::new(out))
 }
 
@@ -611,9 +649,17 @@ mod tests {
                 .map(|v| v.map(|v| v * 1_000))
                 .collect::<Vec<_>>(),
         ));
+        // Backwards and shuffled too: the kernel remembers the last period, which must not leak.
+        let mut shuffled = values.clone();
+        shuffled.reverse();
+        let n = shuffled.len();
+        for i in 0..n {
+            shuffled.swap(i, (i * 7_919) % n);
+        }
+        let shuffled: ArrayRef = Arc::new(TimestampMicrosecondArray::from(shuffled));
         let reference = datafusion::functions::datetime::date_trunc();
         for granularity in [Coarse::Week, Coarse::Month, Coarse::Quarter, Coarse::Year] {
-            for array in [&micros, &nanos] {
+            for array in [&micros, &nanos, &shuffled] {
                 let expected = invoke(
                     &reference,
                     vec![

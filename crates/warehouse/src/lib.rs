@@ -19,6 +19,7 @@ mod error;
 mod fast_dates;
 mod history;
 mod pruning;
+mod row_number;
 mod scan;
 pub mod statement;
 mod union_aggregate;
@@ -109,6 +110,7 @@ impl Warehouse {
             .with_analyzer_rule(Arc::new(fast_dates::DateFilters))
             .with_optimizer_rule(Arc::new(fast_dates::FastDates))
             .with_optimizer_rule(Arc::new(union_aggregate::UnionAggregate))
+            .with_physical_optimizer_rule(Arc::new(row_number::FastRowNumber))
             .build();
         let ctx = SessionContext::new_with_state(state);
         ctx.register_udf(date_udf::date());

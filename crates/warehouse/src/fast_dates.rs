@@ -229,7 +229,8 @@ fn unwrap_date_comparison(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr
     Ok(Transformed::yes(rewritten))
 }
 
-/// `CAST(ts AS DATE)` of a zone-less timestamp as [`TimestampToDate`], and `date_trunc('week' | 'month' |
+/// `CAST(ts AS DATE)` of a zone-less timestamp as [`TimestampToDate`], `CAST(ts AS VARCHAR)` as
+/// [`crate::timestamp_text`]'s kernel, and `date_trunc('week' | 'month' |
 /// 'quarter' | 'year', ts)` as [`TimestampTrunc`] (DataFusion's own `date_trunc` already does the finer units with
 /// arithmetic; the calendar units go through chrono value by value).
 fn fast_cast(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
@@ -238,6 +239,9 @@ fn fast_cast(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
             Arc::new(timestamp_trunc(granularity)),
             vec![ts.clone()],
         ));
+        return Ok(Transformed::yes(f));
+    }
+    if let Some(f) = crate::timestamp_text::text_cast(&e, schema) {
         return Ok(Transformed::yes(f));
     }
     let Some((ts, _)) = date_cast(&e, schema) else {
@@ -421,7 +425,7 @@ impl Coarse {
 
 /// Year, month (1-12) and day (1-31) of the proleptic Gregorian day `z` days after 1970-01-01 (integer-only; the
 /// well-known era arithmetic: 400-year eras of 146,097 days, years starting in March).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
+pub(crate) fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;

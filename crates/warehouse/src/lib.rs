@@ -22,6 +22,7 @@ mod pruning;
 mod row_number;
 mod scan;
 pub mod statement;
+mod timestamp_text;
 mod union_aggregate;
 mod view;
 

@@ -4,36 +4,47 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, StringArray, StringBuilder};
+use arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
 use arrow::datatypes::DataType;
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Signature, SimpleScalarUDF, Volatility};
 use md5::{Digest, Md5};
 
-fn hex(bytes: &[u8]) -> String {
+/// The lower-case hex digits of `bytes` (a 16-byte digest) in `out`.
+fn hex_into(bytes: &[u8], out: &mut [u8; 32]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[(b >> 4) as usize] as char);
-        out.push(DIGITS[(b & 15) as usize] as char);
+    for (i, b) in bytes.iter().enumerate() {
+        out[2 * i] = DIGITS[(b >> 4) as usize];
+        out[2 * i + 1] = DIGITS[(b & 15) as usize];
     }
-    out
+}
+
+/// The digests of `strings` (each `Option<&str>`) into `out`.
+fn digests<'a>(strings: impl Iterator<Item = Option<&'a str>>, out: &mut StringBuilder) {
+    let mut hex = [0u8; 32];
+    for s in strings {
+        match s {
+            None => out.append_null(),
+            Some(s) => {
+                hex_into(&Md5::digest(s.as_bytes()), &mut hex);
+                out.append_value(std::str::from_utf8(&hex).expect("hex digits are ASCII"));
+            }
+        }
+    }
 }
 
 fn md5_of(args: &[ColumnarValue]) -> datafusion::error::Result<ColumnarValue> {
     let arrays = ColumnarValue::values_to_arrays(args)?;
-    let input: ArrayRef = arrow::compute::cast(&arrays[0], &DataType::Utf8)
-        .map_err(|e| DataFusionError::Execution(format!("md5: {e}")))?;
-    let strings = input
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .ok_or_else(|| DataFusionError::Execution("md5: argument is not text".into()))?;
-    let mut out = StringBuilder::with_capacity(strings.len(), strings.len() * 32);
-    for i in 0..strings.len() {
-        if strings.is_null(i) {
-            out.append_null();
-        } else {
-            out.append_value(hex(&Md5::digest(strings.value(i).as_bytes())));
+    let input = &arrays[0];
+    let mut out = StringBuilder::with_capacity(input.len(), input.len() * 32);
+    match input.data_type() {
+        DataType::Utf8 => digests(input.as_string::<i32>().iter(), &mut out),
+        DataType::LargeUtf8 => digests(input.as_string::<i64>().iter(), &mut out),
+        DataType::Utf8View => digests(input.as_string_view().iter(), &mut out),
+        _ => {
+            let text: ArrayRef = arrow::compute::cast(input, &DataType::Utf8)
+                .map_err(|e| DataFusionError::Execution(format!("md5: {e}")))?;
+            digests(text.as_string::<i32>().iter(), &mut out)
         }
     }
     let result: ArrayRef = Arc::new(out.finish());

@@ -25,6 +25,7 @@ pub mod statement;
 mod timestamp_text;
 mod union_aggregate;
 mod view;
+mod view_cache;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -90,6 +91,8 @@ pub struct Warehouse {
     ctx: SessionContext,
     /// Tables partitioned by `DATE(col)`, for rewriting `DATE(col)` filters to their partition column.
     derived: std::sync::RwLock<pruning::DerivedPartitions>,
+    /// Views' results kept for reuse, when a caller turns it on.
+    view_cache: Arc<view_cache::ViewCache>,
 }
 
 impl Warehouse {
@@ -121,6 +124,7 @@ impl Warehouse {
             project_dir: project_dir.to_path_buf(),
             ctx,
             derived: Default::default(),
+            view_cache: Default::default(),
         };
         warehouse.load_catalog().await?;
         Ok(warehouse)
@@ -152,10 +156,28 @@ impl Warehouse {
         Ok(out)
     }
 
+    /// Keep each view's result (up to `budget_bytes` of Arrow batches per view) and reuse it until a table under
+    /// the view is written through this warehouse; 0 turns it off and drops what was kept. For runs that read the
+    /// same views many times (`tripline dbt build`); see the `view_cache` module.
+    pub fn cache_view_results(&self, budget_bytes: usize) {
+        self.view_cache.set_budget(budget_bytes);
+    }
+
+    /// How many views' queries ran to keep their result, and how many reads used a kept result.
+    pub fn view_cache_counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.view_cache.computed.load(Relaxed),
+            self.view_cache.reused.load(Relaxed),
+        )
+    }
+
     /// Run (or plan) one statement.
     pub async fn execute(&self, sql: &str, mode: RunMode) -> Result<StatementResult> {
         let start = Instant::now();
         let parsed = statement::parse_statement(sql)?;
+        // Kept view results under what this statement writes are stale from its start to its end.
+        let _writing = (mode == RunMode::Run).then(|| self.view_cache.write(&parsed));
         let mut result = match parsed {
             Statement::Query(q) => {
                 let q = self.resolve_time_travel(&q).await?;

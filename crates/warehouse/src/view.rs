@@ -6,6 +6,7 @@
 //! warehouse/<dataset>/_views/<view>.json   {"sql": "SELECT ..."}
 //! ```
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
@@ -13,7 +14,7 @@ use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::Column;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::execution::context::SQLOptions;
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use datafusion::logical_expr::{Expr, LogicalPlan, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
 use object_store::path::Path as ObjectPath;
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::scan::ScanReport;
 use crate::statement::{CreateView, TableName};
+use crate::view_cache::{self, ViewCache};
 use crate::{Result, RunMode, StatementResult, Warehouse, WarehouseError, empty_result};
 
 /// A view's definition, as stored in the lake.
@@ -39,9 +41,31 @@ pub(crate) fn view_path(name: &TableName) -> ObjectPath {
 
 /// A view as DataFusion reads it.
 pub(crate) struct ViewProvider {
+    /// `dataset.view`.
+    name: String,
     sql: String,
     schema: SchemaRef,
     ctx: SessionContext,
+    /// The tables and views the query reads (as of the view's creation; views under it keep their own).
+    tables: BTreeSet<String>,
+    cache: Arc<ViewCache>,
+}
+
+impl ViewProvider {
+    /// The view's query, planned now (so it reads the views under it as they are now).
+    pub(crate) async fn plan(&self) -> datafusion::common::Result<LogicalPlan> {
+        Ok(self.ctx.sql(&self.sql).await?.into_unoptimized_plan())
+    }
+
+    /// The session the view is planned in.
+    pub(crate) fn session(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// Add the tables under the view to `out`.
+    pub(crate) fn tables_under(&self, out: &mut BTreeSet<String>) {
+        out.extend(self.tables.iter().cloned());
+    }
 }
 
 impl std::fmt::Debug for ViewProvider {
@@ -74,11 +98,15 @@ impl TableProvider for ViewProvider {
 
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         limit: Option<usize>,
     ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+        if let Some(kept) = view_cache::kept(&self.cache, &self.name, self, &self.schema).await {
+            // Filters are inexact here: DataFusion applies them again above the scan.
+            return kept.scan(state, projection, filters, limit).await;
+        }
         let mut df = self.ctx.sql(&self.sql).await?;
         for filter in filters {
             df = df.filter(unqualified(filter.clone())?)?;
@@ -138,10 +166,15 @@ impl Warehouse {
                 )));
             }
         }
+        let mut tables = BTreeSet::new();
+        view_cache::tables_under(df.logical_plan(), &mut tables);
         Ok(Arc::new(ViewProvider {
+            name: name.to_string(),
             sql: sql.to_string(),
             schema,
             ctx: self.ctx.clone(),
+            tables,
+            cache: Arc::clone(&self.view_cache),
         }))
     }
 

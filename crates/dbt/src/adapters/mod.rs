@@ -127,18 +127,43 @@ pub async fn connect(
             let settings = target.postgres()?;
             Ok(Arc::new(PostgresAdapter::connect(&settings).await?))
         }
-        crate::adapter::TRIPLINE => connect_warehouse(lake_root, tripline_project).await,
+        crate::adapter::TRIPLINE => connect_warehouse(target, lake_root, tripline_project).await,
         other => Err(crate::error::DbtError::NotSupported(format!(
             "adapter type `{other}`"
         ))),
     }
 }
 
+/// Megabytes of Arrow batches one view's result may keep in a run on the embedded warehouse, unless the target
+/// says otherwise with `view_cache_mb` (0: every read of a view runs its query).
+const DEFAULT_VIEW_CACHE_MB: u64 = 2048;
+
+/// The target's `view_cache_mb`.
+fn view_cache_mb(target: &crate::profile::Target) -> crate::error::Result<u64> {
+    let bad = |v: &dyn std::fmt::Display| {
+        crate::error::DbtError::Config(format!(
+            "target `{}`: view_cache_mb must be a whole number of megabytes, got {v}",
+            target.name
+        ))
+    };
+    match target.settings.get("view_cache_mb") {
+        None | Some(serde_json::Value::Null) => Ok(DEFAULT_VIEW_CACHE_MB),
+        Some(serde_json::Value::Number(n)) => n.as_u64().ok_or_else(|| bad(n)),
+        Some(serde_json::Value::String(s)) => s.trim().parse().map_err(|_| bad(s)),
+        Some(other) => Err(bad(other)),
+    }
+}
+
 async fn connect_warehouse(
+    target: &crate::profile::Target,
     lake_root: &str,
     tripline_project: &std::path::Path,
 ) -> crate::error::Result<Arc<dyn RunAdapter>> {
-    Ok(Arc::new(
-        WarehouseAdapter::open(lake_root, tripline_project).await?,
-    ))
+    let mb = view_cache_mb(target)?;
+    let adapter = WarehouseAdapter::open(lake_root, tripline_project).await?;
+    // A build reads each staging view once per data test and once per model on it: compute it once.
+    adapter
+        .warehouse()
+        .cache_view_results(usize::try_from(mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX));
+    Ok(Arc::new(adapter))
 }

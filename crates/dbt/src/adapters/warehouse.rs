@@ -39,6 +39,11 @@ impl WarehouseAdapter {
         Self { warehouse }
     }
 
+    /// The warehouse the adapter runs statements in.
+    pub fn warehouse(&self) -> &Arc<Warehouse> {
+        &self.warehouse
+    }
+
     /// Open the warehouse in the lake at `lake_root` of the tripline project at `project_dir`.
     pub async fn open(
         lake_root: &str,

@@ -163,6 +163,11 @@ impl Warehouse {
         self.view_cache.set_budget(budget_bytes);
     }
 
+    /// Drop the kept result of view `dataset.view`, if any (its readers are done; a later read computes it again).
+    pub fn forget_view_result(&self, view: &str) {
+        self.view_cache.forget(view);
+    }
+
     /// How many views' queries ran to keep their result, and how many reads used a kept result.
     pub fn view_cache_counts(&self) -> (u64, u64) {
         use std::sync::atomic::Ordering::Relaxed;

@@ -148,6 +148,11 @@ impl ViewCache {
         }
     }
 
+    /// Drop what is kept of `view`.
+    pub(crate) fn forget(&self, view: &str) {
+        self.entries.lock().expect("view cache lock").remove(view);
+    }
+
     fn budget(&self) -> usize {
         self.budget.load(Ordering::SeqCst)
     }

@@ -76,6 +76,12 @@ async fn a_view_is_computed_once_and_recomputed_after_a_write_under_it() {
     .await;
     assert_eq!(one(&w, "SELECT x FROM s.total").await, 2);
 
+    // Forgotten (its readers are done): the next read computes it again.
+    let (computed, _) = w.view_cache_counts();
+    w.forget_view_result("s.total");
+    assert_eq!(one(&w, "SELECT x FROM s.total").await, 2);
+    assert_eq!(w.view_cache_counts().0, computed + 1);
+
     // Off: every read runs the query; nothing more is counted.
     w.cache_view_results(0);
     let before = w.view_cache_counts();

@@ -32,6 +32,9 @@ pub trait RunAdapter: Adapter {
     /// Make sure the schema (dataset) of `relation` exists.
     async fn create_schema(&self, relation: &RelationName) -> Result<(), AdapterError>;
 
+    /// Every node of the run that reads `relation` is done: what the adapter kept of it can go.
+    fn release(&self, _relation: &RelationName) {}
+
     /// This adapter as the compiler's adapter.
     fn as_adapter(self: Arc<Self>) -> Arc<dyn Adapter>;
 }

@@ -165,6 +165,11 @@ impl RunAdapter for WarehouseAdapter {
         Ok(())
     }
 
+    fn release(&self, relation: &RelationName) {
+        self.warehouse
+            .forget_view_result(&format!("{}.{}", relation.schema, relation.identifier));
+    }
+
     fn as_adapter(self: Arc<Self>) -> Arc<dyn Adapter> {
         self
     }

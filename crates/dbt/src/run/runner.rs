@@ -220,6 +220,27 @@ pub async fn execute(
         hooks::run_project_hooks(&project, &adapter, true).await?;
     }
 
+    // How many nodes of the run read each node: when the last is done, the adapter may let go of it.
+    let mut readers: HashMap<String, usize> = HashMap::new();
+    for id in &nodes {
+        for d in &deps[id] {
+            *readers.entry(d.clone()).or_default() += 1;
+        }
+    }
+    let done_reading = |id: &str, readers: &mut HashMap<String, usize>| {
+        for d in &deps[id] {
+            if let Some(n) = readers.get_mut(d) {
+                *n -= 1;
+                if *n == 0
+                    && let Some(node) = project.manifest.nodes.get(d)
+                    && node.resource_type == ResourceType::Model
+                {
+                    adapter.release(&node.relation);
+                }
+            }
+        }
+    };
+
     let counter = Arc::new(AtomicUsize::new(0));
     let mut status: HashMap<String, NodeStatus> = HashMap::new();
     let mut pending: BTreeSet<String> = set.clone();
@@ -257,6 +278,7 @@ pub async fn execute(
                     result: result.clone(),
                 });
                 results.results.push(result);
+                done_reading(&id, &mut readers);
                 skipped_any = true;
                 continue;
             }
@@ -317,6 +339,7 @@ pub async fn execute(
             stop = true;
         }
         status.insert(result.unique_id.clone(), result.status);
+        done_reading(&result.unique_id, &mut readers);
         results.results.push(result);
     }
     if total > 0 {

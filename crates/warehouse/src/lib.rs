@@ -163,7 +163,13 @@ impl Warehouse {
         self.view_cache.set_budget(budget_bytes);
     }
 
-    /// Drop the kept result of view `dataset.view`, if any (its readers are done; a later read computes it again).
+    /// Keep the result of view `dataset.view` from its next read on (when results are kept at all).
+    pub fn keep_view_result(&self, view: &str) {
+        self.view_cache.want(view);
+    }
+
+    /// Drop the kept result of view `dataset.view`, if any, and keep it no longer (its readers are done; a later
+    /// read runs its query).
     pub fn forget_view_result(&self, view: &str) {
         self.view_cache.forget(view);
     }

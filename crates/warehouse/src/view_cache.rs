@@ -2,8 +2,10 @@
 //! many times, like a dbt build (a staging view is read by each of its data tests and by the models built on it;
 //! the course's `stg_yellow_tripdata` five times, each a sort of every trip to drop duplicates).
 //!
-//! Off unless a caller turns it on ([`crate::Warehouse::cache_view_results`]); `tripline sql` never does. While on:
-//! - the first read of a view runs its query in full and keeps the batches in memory, if they fit the budget
+//! Off unless a caller turns it on ([`crate::Warehouse::cache_view_results`]) and names the views worth keeping
+//! ([`crate::Warehouse::keep_view_result`]: those read more than once; a view read once is better read with only
+//! the columns and rows its reader needs); `tripline sql` never does. While on:
+//! - the first read of a named view runs its query in full and keeps the batches in memory, if they fit the budget
 //!   (a view bigger than that is marked as such and read as usual from then on); reads that arrive meanwhile wait
 //!   for it instead of running the query again;
 //! - every statement that writes counts as a write of its table (a `CREATE OR REPLACE`, `INSERT`, `MERGE`,
@@ -113,6 +115,8 @@ pub(crate) struct ViewCache {
     /// Bytes one view's result may take; 0: off.
     budget: AtomicUsize,
     writes: Mutex<(u64, HashMap<String, u64>)>,
+    /// The views to keep.
+    wanted: Mutex<BTreeSet<String>>,
     entries: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Entry>>>>,
     /// Queries of views run to keep their results, and reads answered from a kept result.
     pub(crate) computed: AtomicU64,
@@ -148,9 +152,22 @@ impl ViewCache {
         }
     }
 
-    /// Drop what is kept of `view`.
+    /// Keep `view`'s result from its next read on.
+    pub(crate) fn want(&self, view: &str) {
+        self.wanted
+            .lock()
+            .expect("view cache lock")
+            .insert(view.to_string());
+    }
+
+    /// Drop what is kept of `view`, and keep it no longer.
     pub(crate) fn forget(&self, view: &str) {
+        self.wanted.lock().expect("view cache lock").remove(view);
         self.entries.lock().expect("view cache lock").remove(view);
+    }
+
+    fn wanted(&self, view: &str) -> bool {
+        self.wanted.lock().expect("view cache lock").contains(view)
     }
 
     fn budget(&self) -> usize {
@@ -226,7 +243,7 @@ pub(crate) async fn kept(
     schema: &SchemaRef,
 ) -> Option<Arc<dyn TableProvider>> {
     let budget = cache.budget();
-    if budget == 0 {
+    if budget == 0 || !cache.wanted(key) {
         return None;
     }
     let entry = cache.entry(key);

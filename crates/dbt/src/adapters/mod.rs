@@ -32,6 +32,9 @@ pub trait RunAdapter: Adapter {
     /// Make sure the schema (dataset) of `relation` exists.
     async fn create_schema(&self, relation: &RelationName) -> Result<(), AdapterError>;
 
+    /// Several nodes of the run read `relation`: the adapter may keep what it computes of it for them.
+    fn keep(&self, _relation: &RelationName) {}
+
     /// Every node of the run that reads `relation` is done: what the adapter kept of it can go.
     fn release(&self, _relation: &RelationName) {}
 

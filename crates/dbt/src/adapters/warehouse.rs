@@ -165,6 +165,11 @@ impl RunAdapter for WarehouseAdapter {
         Ok(())
     }
 
+    fn keep(&self, relation: &RelationName) {
+        self.warehouse
+            .keep_view_result(&format!("{}.{}", relation.schema, relation.identifier));
+    }
+
     fn release(&self, relation: &RelationName) {
         self.warehouse
             .forget_view_result(&format!("{}.{}", relation.schema, relation.identifier));

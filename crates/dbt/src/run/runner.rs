@@ -220,11 +220,20 @@ pub async fn execute(
         hooks::run_project_hooks(&project, &adapter, true).await?;
     }
 
-    // How many nodes of the run read each node: when the last is done, the adapter may let go of it.
+    // How many nodes of the run read each node: a model read by several may be kept by the adapter for them, and
+    // let go of when the last is done.
     let mut readers: HashMap<String, usize> = HashMap::new();
     for id in &nodes {
         for d in &deps[id] {
             *readers.entry(d.clone()).or_default() += 1;
+        }
+    }
+    for (id, n) in &readers {
+        if *n > 1
+            && let Some(node) = project.manifest.nodes.get(id)
+            && node.resource_type == ResourceType::Model
+        {
+            adapter.keep(&node.relation);
         }
     }
     let done_reading = |id: &str, readers: &mut HashMap<String, usize>| {

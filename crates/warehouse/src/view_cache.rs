@@ -100,10 +100,11 @@ struct Counts {
     tables: Vec<(String, u64)>,
 }
 
-/// A view's kept result, or the note that it did not fit.
+/// A view's kept result, or the note that it is not kept (bigger than the budget, or its batches do not fit the
+/// view's schema as the catalog has it): read as usual until something under it changes.
 enum Kept {
     Batches(Arc<MemTable>),
-    TooBig,
+    NotKept,
 }
 
 /// The state of one view's cache entry: what was kept and the write counts when its query started.
@@ -261,7 +262,7 @@ pub(crate) async fn kept(
                 cache.reused.fetch_add(1, Ordering::Relaxed);
                 Some(Arc::clone(m) as Arc<dyn TableProvider>)
             }
-            Kept::TooBig => None,
+            Kept::NotKept => None,
         };
     }
     cache.computed.fetch_add(1, Ordering::Relaxed);
@@ -274,7 +275,8 @@ pub(crate) async fn kept(
     answer
 }
 
-/// Run the view's query and keep its batches if they fit `budget`.
+/// Run the view's query and keep its batches if they fit `budget`; `None` when the query fails (the reader runs
+/// it again and reports the error; the next read tries again).
 async fn compute(
     view: &ViewProvider,
     plan: LogicalPlan,
@@ -291,13 +293,17 @@ async fn compute(
         let batch = batch.ok()?;
         bytes += batch.get_array_memory_size();
         if bytes > budget {
-            return Some(Kept::TooBig);
+            return Some(Kept::NotKept);
         }
         // The view's own schema (its names and nullability as the catalog has them).
-        let batch = RecordBatch::try_new(Arc::clone(schema), batch.columns().to_vec()).ok()?;
+        let Ok(batch) = RecordBatch::try_new(Arc::clone(schema), batch.columns().to_vec()) else {
+            return Some(Kept::NotKept);
+        };
         out[n % partitions].push(batch);
         n += 1;
     }
-    let table = MemTable::try_new(Arc::clone(schema), out).ok()?;
-    Some(Kept::Batches(Arc::new(table)))
+    match MemTable::try_new(Arc::clone(schema), out) {
+        Ok(table) => Some(Kept::Batches(Arc::new(table))),
+        Err(_) => Some(Kept::NotKept),
+    }
 }

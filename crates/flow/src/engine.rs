@@ -946,19 +946,12 @@ impl TaskJob {
                 })
                 .collect();
             attempt.ended_ms = Some(now_ms());
-            // The attempt's end, its log and the task run's new state are one write.
-            match outcome {
+            // None: the task run is settled; Some(delay): it is retried after `delay`.
+            let retry_in = match outcome {
                 Outcome::Done(output) => {
                     attempt.state = State::Completed;
                     settle(record, State::Completed, None, Some(output));
-                    return write_attempt_end(
-                        store.as_ref(),
-                        queued_start.take(),
-                        &attempt,
-                        &lines,
-                        record,
-                    )
-                    .await;
+                    None
                 }
                 Outcome::Cancelled => {
                     attempt.state = State::Cancelled;
@@ -969,14 +962,7 @@ impl TaskJob {
                         Some("cancelled while running".into()),
                         None,
                     );
-                    return write_attempt_end(
-                        store.as_ref(),
-                        queued_start.take(),
-                        &attempt,
-                        &lines,
-                        record,
-                    )
-                    .await;
+                    None
                 }
                 Outcome::Failed(failure) => {
                     attempt.state = State::Failed;
@@ -988,41 +974,40 @@ impl TaskJob {
                             failure.message
                         };
                         settle(record, State::Failed, Some(msg), None);
-                        return write_attempt_end(
-                            store.as_ref(),
-                            queued_start.take(),
-                            &attempt,
-                            &lines,
-                            record,
-                        )
-                        .await;
+                        None
+                    } else {
+                        retries_used += 1;
+                        let delay = spec
+                            .retry_delay
+                            .as_ref()
+                            .map(|d| d.before_retry(retries_used))
+                            .unwrap_or_default();
+                        record.state = State::Retrying;
+                        record.reason = Some(format!(
+                            "attempt {attempt_no} failed: {}; retrying in {}",
+                            failure.message,
+                            crate::duration::format_duration(delay)
+                        ));
+                        Some(delay)
                     }
-                    retries_used += 1;
-                    let delay = spec
-                        .retry_delay
-                        .as_ref()
-                        .map(|d| d.before_retry(retries_used))
-                        .unwrap_or_default();
-                    record.state = State::Retrying;
-                    record.reason = Some(format!(
-                        "attempt {attempt_no} failed: {}; retrying in {}",
-                        failure.message,
-                        crate::duration::format_duration(delay)
-                    ));
-                    write_attempt_end(
-                        store.as_ref(),
-                        queued_start.take(),
-                        &attempt,
-                        &lines,
-                        record,
-                    )
-                    .await?;
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = self.cancel.cancelled() => {
-                            return self.finish(record, State::Cancelled, Some("cancelled while waiting to retry".into()), None).await;
-                        }
-                    }
+                }
+            };
+            // The attempt's end, its log and the task run's new state are one write.
+            write_attempt_end(
+                store.as_ref(),
+                queued_start.take(),
+                &attempt,
+                &lines,
+                record,
+            )
+            .await?;
+            let Some(delay) = retry_in else {
+                return Ok(());
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = self.cancel.cancelled() => {
+                    return self.finish(record, State::Cancelled, Some("cancelled while waiting to retry".into()), None).await;
                 }
             }
         }

@@ -29,6 +29,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::optimizer::analyzer::AnalyzerRule;
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
+use tripline_core::time;
 
 const SECONDS_PER_DAY: i64 = 86_400;
 const DAY_S: i64 = SECONDS_PER_DAY;
@@ -400,9 +401,9 @@ impl Coarse {
             Self::Quarter => 3,
             Self::Year => 12,
         };
-        let (y, m, _) = civil_from_days(first);
+        let (y, m, _) = time::civil_from_days(first);
         let m0 = m - 1 + months;
-        days_from_civil(y + m0 / 12, m0 % 12 + 1, 1)
+        time::days_from_civil(y + (m0 / 12) as i32, m0 % 12 + 1, 1)
     }
 
     /// The first day of the week (Monday), month, quarter or year holding day `days` (days since 1970-01-01).
@@ -411,41 +412,34 @@ impl Coarse {
             // 1970-01-01 was a Thursday: three days after a Monday.
             Self::Week => days - (days + 3).rem_euclid(7),
             Self::Month | Self::Quarter | Self::Year => {
-                let (y, m, _) = civil_from_days(days);
+                let (y, m, _) = time::civil_from_days(days);
                 let m = match self {
                     Self::Month => m,
                     Self::Quarter => (m - 1) / 3 * 3 + 1,
                     _ => 1,
                 };
-                days_from_civil(y, m, 1)
+                time::days_from_civil(y, m, 1)
             }
         }
     }
 }
 
-/// Year, month (1-12) and day (1-31) of the proleptic Gregorian day `z` days after 1970-01-01 (integer-only; the
-/// well-known era arithmetic: 400-year eras of 146,097 days, years starting in March).
-pub(crate) fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-/// Days since 1970-01-01 of year `y`, month `m` (1-12), day `d`: the inverse of [`civil_from_days`].
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = y - i64::from(m <= 2);
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+/// Apply `f` to the one argument of a call as an array: a scalar is a one-row array, and its answer a scalar again.
+pub(crate) fn on_argument(
+    args: ScalarFunctionArgs,
+    f: impl FnOnce(&ArrayRef) -> Result<ArrayRef>,
+) -> Result<ColumnarValue> {
+    let arg = args
+        .args
+        .into_iter()
+        .next()
+        .expect("signature has one argument");
+    let scalar = matches!(arg, ColumnarValue::Scalar(_));
+    let out = f(&arg.into_array(if scalar { 1 } else { args.number_rows })?)?;
+    if scalar {
+        return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?));
+    }
+    Ok(ColumnarValue::Array(out))
 }
 
 /// `date_trunc('<granularity>', ts)` of a zone-less timestamp by integer arithmetic.
@@ -536,37 +530,24 @@ impl ScalarUDFImpl for TimestampTrunc {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let g = self.granularity;
-        let arg = args
-            .args
-            .into_iter()
-            .next()
-            .expect("signature has one argument");
-        let scalar = matches!(arg, ColumnarValue::Scalar(_));
-        let a = arg.into_array(if scalar { 1 } else { args.number_rows })?;
-        let out = match a.data_type() {
+        on_argument(args, |a| match a.data_type() {
             DataType::Timestamp(TimeUnit::Second, None) => {
-                trunc_of::<TimestampSecondType, DAY_S>(&a, g)?
+                trunc_of::<TimestampSecondType, DAY_S>(a, g)
             }
             DataType::Timestamp(TimeUnit::Millisecond, None) => {
-                trunc_of::<TimestampMillisecondType, DAY_MS>(&a, g)?
+                trunc_of::<TimestampMillisecondType, DAY_MS>(a, g)
             }
             DataType::Timestamp(TimeUnit::Microsecond, None) => {
-                trunc_of::<TimestampMicrosecondType, DAY_US>(&a, g)?
+                trunc_of::<TimestampMicrosecondType, DAY_US>(a, g)
             }
             DataType::Timestamp(TimeUnit::Nanosecond, None) => {
-                trunc_of::<TimestampNanosecondType, DAY_NS>(&a, g)?
+                trunc_of::<TimestampNanosecondType, DAY_NS>(a, g)
             }
-            other => {
-                return exec_err!(
-                    "date_trunc('{}', ..) expects a timestamp without time zone, got {other}",
-                    g.name()
-                );
-            }
-        };
-        if scalar {
-            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?));
-        }
-        Ok(ColumnarValue::Array(out))
+            other => exec_err!(
+                "date_trunc('{}', ..) expects a timestamp without time zone, got {other}",
+                g.name()
+            ),
+        })
     }
 }
 
@@ -703,15 +684,15 @@ mod tests {
     #[test]
     fn civil_dates_round_trip() {
         for days in -800_000..800_000 {
-            let (y, m, d) = civil_from_days(days);
+            let (y, m, d) = time::civil_from_days(days);
             assert!(
                 (1..=12).contains(&m) && (1..=31).contains(&d),
                 "{days}: {y}-{m}-{d}"
             );
-            assert_eq!(days_from_civil(y, m, d), days);
+            assert_eq!(time::days_from_civil(y, m, d), days);
         }
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        assert_eq!(time::civil_from_days(0), (1970, 1, 1));
+        assert_eq!(time::civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(time::civil_from_days(-1), (1969, 12, 31));
     }
 }

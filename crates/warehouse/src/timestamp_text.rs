@@ -18,14 +18,16 @@ use datafusion::arrow::datatypes::{
     ArrowTimestampType, DataType, Field, FieldRef, TimeUnit, TimestampMicrosecondType,
     TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
 };
-use datafusion::common::{DFSchema, Result, ScalarValue, exec_err};
+use datafusion::common::{DFSchema, Result, exec_err};
 use datafusion::logical_expr::expr::{Cast, ScalarFunction, TryCast};
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ExprSchemable, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF,
     ScalarUDFImpl, Signature, Volatility,
 };
 
-use crate::fast_dates::civil_from_days;
+use tripline_core::time::civil_from_days;
+
+use crate::fast_dates::on_argument;
 
 /// `CAST(ts AS <text type>)` (or `TRY_CAST`) of a zone-less timestamp as [`timestamp_to_text`].
 pub(crate) fn text_cast(e: &Expr, schema: &DFSchema) -> Option<Expr> {
@@ -72,41 +74,23 @@ trait TextOut {
     fn done(self) -> ArrayRef;
 }
 
-impl TextOut for StringBuilder {
-    fn push(&mut self, s: &str) {
-        self.append_value(s)
-    }
-    fn null(&mut self) {
-        self.append_null()
-    }
-    fn done(mut self) -> ArrayRef {
-        Arc::new(self.finish())
-    }
+macro_rules! text_out {
+    ($($builder:ty),*) => {$(
+        impl TextOut for $builder {
+            fn push(&mut self, s: &str) {
+                self.append_value(s)
+            }
+            fn null(&mut self) {
+                self.append_null()
+            }
+            fn done(mut self) -> ArrayRef {
+                Arc::new(self.finish())
+            }
+        }
+    )*};
 }
 
-impl TextOut for LargeStringBuilder {
-    fn push(&mut self, s: &str) {
-        self.append_value(s)
-    }
-    fn null(&mut self) {
-        self.append_null()
-    }
-    fn done(mut self) -> ArrayRef {
-        Arc::new(self.finish())
-    }
-}
-
-impl TextOut for StringViewBuilder {
-    fn push(&mut self, s: &str) {
-        self.append_value(s)
-    }
-    fn null(&mut self) {
-        self.append_null()
-    }
-    fn done(mut self) -> ArrayRef {
-        Arc::new(self.finish())
-    }
-}
+text_out!(StringBuilder, LargeStringBuilder, StringViewBuilder);
 
 /// Writes `v` (`PER_SECOND` units a second) into `out`; `day` caches the last day's `YYYY-MM-DD ` prefix.
 fn format_into<const PER_SECOND: i64>(v: i64, day: &mut (i64, String), out: &mut String) {
@@ -210,23 +194,14 @@ impl ScalarUDFImpl for TimestampToText {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let arg = args
-            .args
-            .into_iter()
-            .next()
-            .expect("signature has one argument");
-        let scalar = matches!(arg, ColumnarValue::Scalar(_));
-        let a = arg.into_array(if scalar { 1 } else { args.number_rows })?;
-        let n = a.len();
-        let out = match self.to {
-            DataType::LargeUtf8 => text_with(&a, LargeStringBuilder::with_capacity(n, n * 19))?,
-            DataType::Utf8View => text_with(&a, StringViewBuilder::with_capacity(n))?,
-            _ => text_with(&a, StringBuilder::with_capacity(n, n * 19))?,
-        };
-        if scalar {
-            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?));
-        }
-        Ok(ColumnarValue::Array(out))
+        on_argument(args, |a| {
+            let n = a.len();
+            match self.to {
+                DataType::LargeUtf8 => text_with(a, LargeStringBuilder::with_capacity(n, n * 19)),
+                DataType::Utf8View => text_with(a, StringViewBuilder::with_capacity(n)),
+                _ => text_with(a, StringBuilder::with_capacity(n, n * 19)),
+            }
+        })
     }
 }
 

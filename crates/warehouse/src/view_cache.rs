@@ -56,7 +56,12 @@ pub(crate) fn written(statement: &Statement) -> Written {
     };
     match statement {
         Statement::Query(q) => {
-            let head = q.trim_start().to_ascii_lowercase();
+            let head: String = q
+                .trim_start()
+                .chars()
+                .take(8)
+                .collect::<String>()
+                .to_ascii_lowercase();
             if ["select", "with", "values", "explain", "("]
                 .iter()
                 .any(|k| head.starts_with(k))

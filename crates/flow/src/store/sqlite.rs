@@ -401,6 +401,14 @@ impl SqliteStore {
                 let _ = tx.send(f(c));
             })))
             .map_err(|_| self.gone())?;
+        self.answer(rx).await
+    }
+
+    /// The answer of a job sent to the connection's thread.
+    async fn answer<T>(
+        &self,
+        rx: tokio::sync::oneshot::Receiver<rusqlite::Result<T>>,
+    ) -> Result<T> {
         rx.await
             .map_err(|_| self.gone())?
             .map_err(|source| FlowError::Sqlite {
@@ -421,12 +429,7 @@ impl SqliteStore {
                 done,
             })
             .map_err(|_| self.gone())?;
-        rx.await
-            .map_err(|_| self.gone())?
-            .map_err(|source| FlowError::Sqlite {
-                path: self.path.clone(),
-                source,
-            })
+        self.answer(rx).await
     }
 }
 

@@ -223,10 +223,15 @@ fn print_event(
             month,
             rows,
             path,
-        } => ctx.out.say(format!(
-            "generating {rows} {kind} trips for {month} -> {}",
-            path.display()
-        )),
+        } => {
+            // Shown as the user would type it: relative to where they are.
+            let cwd = std::env::current_dir().unwrap_or_default();
+            let shown = path.strip_prefix(&cwd).unwrap_or(&path);
+            ctx.out.say(format!(
+                "generating {rows} {kind} trips for {month} -> {}",
+                shown.display()
+            ))
+        }
         TaskEvent::Loading { kind, target } if kind == "zones" => ctx
             .out
             .say(format!("loading the zone lookup into {target}")),

@@ -85,6 +85,41 @@ fn the_main_job_generates_loads_and_reports_and_a_rerun_changes_nothing() {
     );
 }
 
+/// As the README runs it: `-C` a project directory relative to where the user stands. Paths that one task hands
+/// to the next (the generated files to the loads) must not be resolved against the project twice.
+#[test]
+fn the_main_job_works_with_a_relative_project_directory() {
+    let project = example_project_copy();
+    let parent = project.path().parent().unwrap();
+    let relative = project.path().file_name().unwrap();
+    let run: Run = Command::new(bin())
+        .current_dir(parent)
+        .arg("-C")
+        .arg(relative)
+        .args(["run", "--no-dbt"])
+        .env("TRIPLINE_PIPELINE_YELLOW_ROWS", "2000")
+        .env("TRIPLINE_PIPELINE_GREEN_ROWS", "500")
+        .env_remove("TRIPLINE_LAKE_ROOT")
+        .output()
+        .unwrap()
+        .into();
+    let run = run.ok();
+    let shown = Path::new(relative).join("data/yellow_tripdata_2024-01.csv.gz");
+    assert!(
+        run.stdout.contains(&format!("-> {}", shown.display())),
+        "the generated file is shown relative to the working directory: {}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("read 2000 = written 2000 + quarantined 0"),
+        "{}",
+        run.stdout
+    );
+    let lake = project.path().join("lake/raw");
+    assert_eq!(parquet_rows(&lake.join("*/*/*/*.parquet")), 2_500);
+    assert_eq!(parquet_rows(&lake.join("zones/*.parquet")), 265);
+}
+
 /// Copy a directory tree, leaving out dbt's `target/`.
 fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();

@@ -117,14 +117,17 @@ impl TaskContext {
             .await
     }
 
-    /// Resolves a path from the inputs against the project directory.
+    /// Resolves a path from the inputs against the project directory, as an absolute path: a task's output path
+    /// is often another task's input, which would otherwise be resolved against the project a second time when the
+    /// project directory itself is relative (`tripline -C examples/nyc-taxi ...`).
     pub fn resolve_path(&self, path: &str) -> PathBuf {
         let p = PathBuf::from(path);
-        if p.is_absolute() {
+        let p = if p.is_absolute() {
             p
         } else {
             self.project_dir.join(p)
-        }
+        };
+        std::path::absolute(&p).unwrap_or(p)
     }
 }
 

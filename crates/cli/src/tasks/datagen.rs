@@ -116,10 +116,10 @@ impl Task for DatagenTask {
         let rows = inputs.rows.unwrap_or(100_000);
         let path = match &inputs.path {
             Some(p) => ctx.resolve_path(p),
-            None => ctx
-                .project_dir
-                .join("data")
-                .join(format!("{kind}_tripdata_{month}.{}", format.extension())),
+            None => ctx.resolve_path(&format!(
+                "data/{kind}_tripdata_{month}.{}",
+                format.extension()
+            )),
         };
         if inputs.keep_existing.unwrap_or(false) && path.exists() {
             let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);

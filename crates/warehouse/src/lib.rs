@@ -18,6 +18,7 @@ mod dml;
 mod error;
 mod fast_dates;
 mod history;
+mod kept_table;
 mod parallel_ctas;
 mod pruning;
 mod row_number;

@@ -24,11 +24,12 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::datasource::{MemTable, source_as_provider};
+use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::ExecutionPlanProperties;
 use futures::StreamExt;
 
+use crate::kept_table::KeptTable;
 use crate::statement::{Statement, TableName};
 use crate::view::ViewProvider;
 
@@ -108,7 +109,7 @@ struct Counts {
 /// A view's kept result, or the note that it is not kept (bigger than the budget, or its batches do not fit the
 /// view's schema as the catalog has it): read as usual until something under it changes.
 enum Kept {
-    Batches(Arc<MemTable>),
+    Batches(Arc<KeptTable>),
     NotKept,
 }
 
@@ -307,7 +308,7 @@ async fn compute(
         out[n % partitions].push(batch);
         n += 1;
     }
-    match MemTable::try_new(Arc::clone(schema), out) {
+    match KeptTable::try_new(Arc::clone(schema), out) {
         Ok(table) => Some(Kept::Batches(Arc::new(table))),
         Err(_) => Some(Kept::NotKept),
     }

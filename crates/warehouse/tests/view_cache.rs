@@ -117,3 +117,82 @@ async fn a_result_bigger_than_the_budget_is_not_kept() {
     // Tried once, found too big, then read as usual.
     assert_eq!(w.view_cache_counts(), (1, 0));
 }
+
+/// The text of `EXPLAIN sql`'s physical plan.
+async fn physical_plan(w: &Warehouse, sql: &str) -> String {
+    let r = w
+        .execute(&format!("EXPLAIN {sql}"), RunMode::Run)
+        .await
+        .unwrap();
+    let mut out = String::new();
+    for batch in &r.batches {
+        let kind =
+            arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8).unwrap();
+        let plan =
+            arrow::compute::cast(batch.column(1), &arrow::datatypes::DataType::Utf8).unwrap();
+        let kind = kind
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .unwrap();
+        let plan = plan
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .unwrap();
+        for i in 0..batch.num_rows() {
+            if kind.value(i) == "physical_plan" {
+                out.push_str(plan.value(i));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_result_knows_its_column_ranges_so_a_join_collects_the_small_side() {
+    let (_dir, w) = open().await;
+    run(
+        &w,
+        "CREATE TABLE s.trips AS SELECT value AS id, value % 50 + 1 AS zone FROM range(0, 200000)",
+    )
+    .await;
+    run(
+        &w,
+        "CREATE TABLE s.zones AS SELECT value + 1 AS zone, concat('zone ', value) AS name FROM range(0, 50)",
+    )
+    .await;
+    run(
+        &w,
+        "CREATE VIEW s.legs AS SELECT id, zone FROM s.trips WHERE id % 2 = 0",
+    )
+    .await;
+    w.cache_view_results(64 << 20);
+    w.keep_view_result("s.legs");
+    assert_eq!(one(&w, "SELECT count(*) FROM s.legs").await, 100_000);
+
+    // Two lookups, like trips to pickup and dropoff zones: the second join's other side is the first join, whose
+    // size is estimated from the key's range (every key distinct would make it 50 rows).
+    let join = "SELECT l.id, a.name, b.name FROM s.legs AS l \
+                JOIN s.zones AS a ON l.zone = a.zone JOIN s.zones AS b ON l.zone = b.zone";
+    let plan = physical_plan(&w, join).await;
+    let top = plan
+        .find("HashJoinExec")
+        .unwrap_or_else(|| panic!("{plan}"));
+    let build = &plan[top..];
+    let build = build[build.find('\n').unwrap() + 1..]
+        .lines()
+        .next()
+        .unwrap_or_default();
+    assert!(
+        !build.contains("CoalescePartitionsExec") && !build.contains("HashJoinExec"),
+        "the outer join collects the 50 zones, not the 100,000 rows of the inner join:\n{plan}"
+    );
+    assert_eq!(
+        one(&w, &format!("SELECT count(*) FROM ({join})")).await,
+        100_000
+    );
+    assert_eq!(
+        w.view_cache_counts(),
+        (1, 2),
+        "computed once; the plan and the join read it"
+    );
+}

@@ -111,7 +111,8 @@ fn the_main_job_works_with_a_relative_project_directory() {
         run.stdout
     );
     assert!(
-        run.stdout.contains("read 2000 = written 2000 + quarantined 0"),
+        run.stdout
+            .contains("read 2000 = written 2000 + quarantined 0"),
         "{}",
         run.stdout
     );

@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::ctas_input;
+use crate::delta_scan::DeltaFiles;
 use crate::parallel_ctas::ParallelCtas;
 use crate::scan::{self, ScanReport};
 use crate::statement::{
@@ -497,15 +498,30 @@ impl Warehouse {
         name: &TableName,
         table: &DeltaTable,
     ) -> Result<()> {
-        let delta_err = WarehouseError::delta(name);
+        let provider = self.delta_provider(name, table).await?;
+        self.register(name, provider)
+    }
+
+    /// The table provider of a loaded Delta table version: [`DeltaFiles`] over the files of the loaded snapshot,
+    /// or deltalake's provider for the tables that needs.
+    pub(crate) async fn delta_provider(
+        &self,
+        name: &TableName,
+        table: &DeltaTable,
+    ) -> Result<Arc<dyn TableProvider>> {
         table
             .update_datafusion_session(&self.ctx.state())
-            .map_err(delta_err)?;
-        let provider = table
+            .map_err(WarehouseError::delta(name))?;
+        let inner = table
             .table_provider()
             .await
             .map_err(WarehouseError::query)?;
-        self.register(name, provider)
+        Ok(
+            match DeltaFiles::try_new(table, inner.clone(), lake_store_url(), &delta_path(name)) {
+                Some(files) => Arc::new(files),
+                None => inner,
+            },
+        )
     }
 
     async fn register_external(&self, name: &TableName, def: &ExternalDefinition) -> Result<()> {

@@ -112,13 +112,7 @@ impl Warehouse {
             let table = self.load_as_of(&tt.name, &tt.at).await?;
             let version = table.version().unwrap_or_default();
             let snapshot = format!("{}.{}@v{version}", tt.name.dataset, tt.name.table);
-            table
-                .update_datafusion_session(&self.ctx.state())
-                .map_err(WarehouseError::delta(&tt.name))?;
-            let provider = table
-                .table_provider()
-                .await
-                .map_err(WarehouseError::query)?;
+            let provider = self.delta_provider(&tt.name, &table).await?;
             self.ensure_dataset(SNAPSHOTS)?;
             let reference = TableReference::partial(SNAPSHOTS, snapshot.as_str());
             self.ctx

@@ -14,6 +14,7 @@
 mod catalog;
 mod ctas_input;
 mod date_udf;
+mod delta_scan;
 mod dml;
 mod error;
 mod fast_dates;

@@ -290,7 +290,6 @@ impl DeltaFiles {
             .map(|i| self.files[i].rows)
             .sum::<Option<u64>>()
             .map_or(Precision::Absent, |n| Precision::Exact(n as usize));
-        let bytes: u64 = kept().map(|i| self.files[i].size).sum();
         let column_statistics = self
             .file_fields
             .iter()
@@ -345,7 +344,9 @@ impl DeltaFiles {
             .collect();
         Statistics {
             num_rows: rows,
-            total_byte_size: Precision::Inexact(bytes as usize),
+            // File sizes are compressed bytes, far below the batches' size in memory; a join would take a big
+            // side for a small one by them, so the join sizes sides by rows.
+            total_byte_size: Precision::Absent,
             column_statistics,
         }
     }

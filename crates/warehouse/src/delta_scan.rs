@@ -85,7 +85,7 @@ pub(crate) struct DeltaFiles {
 
 impl DeltaFiles {
     /// The loaded version of `table`, whose files are under `table_dir` of the lake store `store`; `None` when
-    /// the table needs deltalake's reader (column mapping, deletion vectors) or has no loaded snapshot.
+    /// the table needs deltalake's reader (column mapping, deletion vectors), has no loaded snapshot or no files.
     pub(crate) fn try_new(
         table: &DeltaTable,
         inner: Arc<dyn TableProvider>,
@@ -128,7 +128,12 @@ impl DeltaFiles {
             )
             .collect();
 
-        let log = snapshot.log_data();
+        // A snapshot loaded without its file list shows none: such a table (or a really empty one) is left to
+        // deltalake's provider, which replays the log itself.
+        let log = snapshot.try_log_data().ok()?;
+        if log.num_files() == 0 {
+            return None;
+        }
         let mut files = Vec::with_capacity(log.num_files());
         for file in log.iter() {
             if file.deletion_vector_descriptor().is_some() {
@@ -154,16 +159,12 @@ impl DeltaFiles {
                 ScalarValue::iter_to_array(files.iter().map(|f| f.partition_values[p].clone())).ok()
             })
             .collect::<Option<Vec<ArrayRef>>>()?;
-        let partition_batch = if files.is_empty() {
-            RecordBatch::new_empty(Arc::new(Schema::new(partition_fields.clone())))
-        } else {
-            RecordBatch::try_new_with_options(
-                Arc::new(Schema::new(partition_fields.clone())),
-                partition_arrays.clone(),
-                &arrow::array::RecordBatchOptions::new().with_row_count(Some(files.len())),
-            )
-            .ok()?
-        };
+        let partition_batch = RecordBatch::try_new_with_options(
+            Arc::new(Schema::new(partition_fields.clone())),
+            partition_arrays.clone(),
+            &arrow::array::RecordBatchOptions::new().with_row_count(Some(files.len())),
+        )
+        .ok()?;
 
         let mut ranges = HashMap::new();
         for (field, values) in partition_fields.iter().zip(&partition_arrays) {
@@ -188,28 +189,26 @@ impl DeltaFiles {
                 },
             );
         }
-        if !files.is_empty() {
-            for field in &file_fields {
-                let column = Column::new_unqualified(field.name());
-                let usable = |a: ArrayRef| (a.len() == files.len()).then_some(a);
-                let (min, max) = if has_exact_order(field.data_type()) {
-                    (
-                        log.min_values(&column)
-                            .and_then(usable)
-                            .and_then(|a| widen(&a, field.data_type(), -1)),
-                        log.max_values(&column)
-                            .and_then(usable)
-                            .and_then(|a| widen(&a, field.data_type(), 1)),
-                    )
-                } else {
-                    (None, None)
-                };
-                let nulls = log
-                    .null_counts(&column)
-                    .and_then(usable)
-                    .and_then(|a| cast::cast(&a, &DataType::UInt64).ok());
-                ranges.insert(field.name().clone(), ColumnRanges { min, max, nulls });
-            }
+        for field in &file_fields {
+            let column = Column::new_unqualified(field.name());
+            let usable = |a: ArrayRef| (a.len() == files.len()).then_some(a);
+            let (min, max) = if has_exact_order(field.data_type()) {
+                (
+                    log.min_values(&column)
+                        .and_then(usable)
+                        .and_then(|a| widen(&a, field.data_type(), -1)),
+                    log.max_values(&column)
+                        .and_then(usable)
+                        .and_then(|a| widen(&a, field.data_type(), 1)),
+                )
+            } else {
+                (None, None)
+            };
+            let nulls = log
+                .null_counts(&column)
+                .and_then(usable)
+                .and_then(|a| cast::cast(&a, &DataType::UInt64).ok());
+            ranges.insert(field.name().clone(), ColumnRanges { min, max, nulls });
         }
 
         Some(Self {

@@ -160,3 +160,28 @@ async fn the_plan_knows_a_tables_row_count_and_column_ranges_before_reading_it()
         vec![Some(263)]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_without_files_reads_as_empty_and_fills_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = warehouse(&dir).await;
+    run(
+        &w,
+        "CREATE TABLE s.none AS SELECT CAST(1 AS BIGINT) AS x WHERE false",
+    )
+    .await;
+    assert_eq!(
+        ints(&run(&w, "SELECT count(*) FROM s.none").await),
+        vec![Some(0)]
+    );
+    run(&w, "INSERT INTO s.none VALUES (5), (6)").await;
+    assert_eq!(
+        ints(&run(&w, "SELECT x FROM s.none WHERE x > 5").await),
+        vec![Some(6)]
+    );
+    run(&w, "DELETE FROM s.none WHERE x >= 5").await;
+    assert_eq!(
+        ints(&run(&w, "SELECT count(*) FROM s.none").await),
+        vec![Some(0)]
+    );
+}

@@ -33,6 +33,8 @@ use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
 use datafusion::datasource::table_schema::TableSchema;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::Result;
+use datafusion::functions_aggregate::min_max::{MaxAccumulator, MinAccumulator};
+use datafusion::logical_expr::Accumulator;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::expr_rewriter::unnormalize_col;
 use datafusion::logical_expr::utils::conjunction;
@@ -61,6 +63,8 @@ struct ColumnRanges {
     min: Option<ArrayRef>,
     max: Option<ArrayRef>,
     nulls: Option<ArrayRef>,
+    /// Every file has its min and max, or holds only nulls: the extremes over any set of files are known.
+    complete: bool,
 }
 
 /// A Delta table version as a DataFusion table.
@@ -186,6 +190,8 @@ impl DeltaFiles {
                         .iter()
                         .all(|f| f.rows.is_some())
                         .then(|| Arc::new(UInt64Array::from(nulls)) as ArrayRef),
+                    // A null partition value is a file of nulls only.
+                    complete: true,
                 },
             );
         }
@@ -208,7 +214,16 @@ impl DeltaFiles {
                 .null_counts(&column)
                 .and_then(usable)
                 .and_then(|a| cast::cast(&a, &DataType::UInt64).ok());
-            ranges.insert(field.name().clone(), ColumnRanges { min, max, nulls });
+            let complete = extremes_complete(&files, min.as_ref(), max.as_ref(), nulls.as_ref());
+            ranges.insert(
+                field.name().clone(),
+                ColumnRanges {
+                    min,
+                    max,
+                    nulls,
+                    complete,
+                },
+            );
         }
 
         Some(Self {
@@ -238,7 +253,7 @@ impl DeltaFiles {
     /// every filter through the files' statistics.
     fn keep(&self, state: &dyn Session, filters: &[Expr]) -> Result<Vec<bool>> {
         let mut keep = vec![true; self.files.len()];
-        if filters.is_empty() || self.files.is_empty() {
+        if filters.is_empty() {
             return Ok(keep);
         }
         let filters: Vec<Expr> = filters.iter().cloned().map(unnormalize_col).collect();
@@ -284,11 +299,19 @@ impl DeltaFiles {
 
     /// Row count and column ranges of the kept files, in `file_fields ++ partition_fields` order.
     fn statistics(&self, keep: &[bool]) -> Statistics {
-        let kept = || keep.iter().enumerate().filter(|(_, k)| **k).map(|(i, _)| i);
-        let rows = kept()
-            .map(|i| self.files[i].rows)
+        let mask = BooleanArray::from(keep.to_vec());
+        let rows = keep
+            .iter()
+            .zip(&self.files)
+            .filter(|(k, _)| **k)
+            .map(|(_, f)| f.rows)
             .sum::<Option<u64>>()
             .map_or(Precision::Absent, |n| Precision::Exact(n as usize));
+        let kept = |array: &Option<ArrayRef>| {
+            array
+                .as_ref()
+                .and_then(|a| arrow::compute::filter(a, &mask).ok())
+        };
         let column_statistics = self
             .file_fields
             .iter()
@@ -297,46 +320,21 @@ impl DeltaFiles {
                 let Some(r) = self.ranges.get(field.name()) else {
                     return ColumnStatistics::new_unknown();
                 };
-                let null_counts = r
-                    .nulls
-                    .as_ref()
-                    .and_then(|a| a.as_any().downcast_ref::<UInt64Array>());
-                let all_null = |i: usize| {
-                    null_counts
-                        .is_some_and(|n| n.is_valid(i) && Some(n.value(i)) == self.files[i].rows)
+                let extreme = |array: &Option<ArrayRef>, max: bool| {
+                    r.complete
+                        .then(|| kept(array))
+                        .flatten()
+                        .and_then(|a| extreme_of(&a, max).ok())
+                        .filter(|v| !v.is_null())
+                        .map_or(Precision::Absent, Precision::Inexact)
                 };
-                let extreme = |array: &Option<ArrayRef>, pick_max: bool| {
-                    let array = array.as_ref()?;
-                    let mut best: Option<ScalarValue> = None;
-                    for i in kept() {
-                        let v = ScalarValue::try_from_array(array, i).ok()?;
-                        if v.is_null() {
-                            // No value in a file of nulls only; otherwise the statistic is missing and the
-                            // range unknown.
-                            if all_null(i) {
-                                continue;
-                            }
-                            return None;
-                        }
-                        best = match best {
-                            Some(b) => {
-                                let take = if pick_max { v > b } else { v < b };
-                                Some(if take { v } else { b })
-                            }
-                            None => Some(v),
-                        };
-                    }
-                    best
-                };
-                let nulls = null_counts.and_then(|a| {
-                    kept()
-                        .map(|i| a.is_valid(i).then(|| a.value(i)))
-                        .sum::<Option<u64>>()
-                });
+                let nulls = kept(&r.nulls)
+                    .filter(|a| a.null_count() == 0)
+                    .and_then(|a| arrow::compute::sum(a.as_any().downcast_ref::<UInt64Array>()?));
                 ColumnStatistics {
                     null_count: nulls.map_or(Precision::Absent, |n| Precision::Exact(n as usize)),
-                    min_value: extreme(&r.min, false).map_or(Precision::Absent, Precision::Inexact),
-                    max_value: extreme(&r.max, true).map_or(Precision::Absent, Precision::Inexact),
+                    min_value: extreme(&r.min, false),
+                    max_value: extreme(&r.max, true),
                     ..ColumnStatistics::new_unknown()
                 }
             })
@@ -349,6 +347,34 @@ impl DeltaFiles {
             column_statistics,
         }
     }
+}
+
+/// The smallest (or largest) non-null value of `array`.
+fn extreme_of(array: &ArrayRef, max: bool) -> Result<ScalarValue> {
+    let mut acc: Box<dyn Accumulator> = if max {
+        Box::new(MaxAccumulator::try_new(array.data_type())?)
+    } else {
+        Box::new(MinAccumulator::try_new(array.data_type())?)
+    };
+    acc.update_batch(std::slice::from_ref(array))?;
+    acc.evaluate()
+}
+
+/// Whether each file has both extremes of a column or holds only its nulls.
+fn extremes_complete(
+    files: &[DataFile],
+    min: Option<&ArrayRef>,
+    max: Option<&ArrayRef>,
+    nulls: Option<&ArrayRef>,
+) -> bool {
+    let (Some(min), Some(max)) = (min, max) else {
+        return false;
+    };
+    let nulls = nulls.and_then(|n| n.as_any().downcast_ref::<UInt64Array>());
+    files.iter().enumerate().all(|(i, f)| {
+        (min.is_valid(i) && max.is_valid(i))
+            || nulls.is_some_and(|n| n.is_valid(i) && Some(n.value(i)) == f.rows)
+    })
 }
 
 /// A partition value as written in the log (`None`: null), typed as the table's column.

@@ -16,6 +16,7 @@ mod ctas_input;
 mod date_udf;
 mod delta_scan;
 mod dml;
+mod encoding;
 mod error;
 mod fast_dates;
 mod history;

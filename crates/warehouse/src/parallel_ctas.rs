@@ -28,6 +28,7 @@ use futures::StreamExt;
 use parquet::file::properties::WriterProperties;
 use tokio::task::JoinSet;
 
+use crate::encoding::fit_dictionary;
 use crate::{Result, WarehouseError};
 
 /// What a parallel CTAS writes and where.
@@ -69,7 +70,7 @@ impl ParallelCtas<'_> {
         let config = WriterConfig::new(
             Arc::clone(&file_schema),
             Vec::new(),
-            Some(self.writer_properties),
+            Some(self.writer_properties.clone()),
             Some(DEFAULT_TARGET_FILE_SIZE),
             None,
             Default::default(),
@@ -82,24 +83,42 @@ impl ParallelCtas<'_> {
             let mut stream = plan
                 .execute(partition, Arc::clone(&ctx))
                 .map_err(WarehouseError::query)?;
-            let mut writer = DeltaWriter::new(Arc::clone(&store), config.clone());
+            let config = config.clone();
+            let properties = self.writer_properties.clone();
+            let store = Arc::clone(&store);
             let file_schema = Arc::clone(&file_schema);
             tasks.spawn(async move {
+                // The writer is made when the first batch is in: its columns' encodings are chosen from it.
+                let mut writer: Option<DeltaWriter> = None;
                 while let Some(batch) = stream.next().await {
-                    let written = match batch {
-                        Ok(batch) => match conform(&batch, &file_schema, needs_cast) {
-                            Ok(batch) => writer.write(&batch).await.map_err(Failure::Delta),
-                            Err(e) => Err(Failure::Delta(e)),
-                        },
+                    let batch = match batch {
+                        Ok(batch) => {
+                            conform(&batch, &file_schema, needs_cast).map_err(Failure::Delta)
+                        }
                         Err(e) => Err(Failure::Query(e)),
+                    };
+                    let written = match batch {
+                        Ok(batch) => {
+                            let writer = writer.get_or_insert_with(|| {
+                                DeltaWriter::new(Arc::clone(&store), config.clone())
+                                    .with_writer_properties(fit_dictionary(&properties, &batch))
+                            });
+                            writer.write(&batch).await.map_err(Failure::Delta)
+                        }
+                        Err(e) => Err(e),
                     };
                     if let Err(e) = written {
                         // Abort rather than drop: an open multipart upload would be left behind.
-                        let _ = writer.abort().await;
+                        if let Some(writer) = writer {
+                            let _ = writer.abort().await;
+                        }
                         return Err(e);
                     }
                 }
-                writer.close().await.map_err(Failure::Delta)
+                match writer {
+                    Some(writer) => writer.close().await.map_err(Failure::Delta),
+                    None => Ok(Vec::new()),
+                }
             });
         }
         let mut adds: Vec<Add> = Vec::new();

@@ -920,9 +920,8 @@ impl Warehouse {
             )
             .build();
         // The query runs here and the writer reads its rows once, in order, with every column nullable.
-        let (input, props) = ctas_input::once(Arc::clone(plan), query_state, &props)
-            .await
-            .map_err(WarehouseError::query)?;
+        let input =
+            ctas_input::once(Arc::clone(plan), query_state).map_err(WarehouseError::query)?;
         let mut write = table
             .write(Vec::new())
             .with_input_plan(input)

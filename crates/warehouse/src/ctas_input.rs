@@ -24,9 +24,6 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream, execute_stream};
 use futures::StreamExt;
-use parquet::file::properties::WriterProperties;
-
-use crate::encoding::fit_dictionary;
 
 /// Memory the query of a CTAS (its sort, above all) may hold before spilling to disk.
 pub(crate) const SORT_MEMORY: usize = 2 << 30;
@@ -41,24 +38,9 @@ pub(crate) fn bounded(state: &SessionState) -> Result<SessionState> {
         .build())
 }
 
-/// A logical plan that scans the output of `plan` (run in `state`) once, all columns nullable, and `props` with
-/// each column's dictionary fitted to the first batch of that output (see the `encoding` module): the query runs
-/// up to its first batch here (a sorted query to the end of its sort, which the writer would wait for anyway).
-pub(crate) async fn once(
-    plan: Arc<dyn ExecutionPlan>,
-    state: &SessionState,
-    props: &WriterProperties,
-) -> Result<(LogicalPlan, WriterProperties)> {
-    let mut stream = execute_stream(plan, state.task_ctx())?;
-    let first = stream.next().await.transpose()?;
-    let props = match &first {
-        Some(batch) => fit_dictionary(props, batch),
-        None => props.clone(),
-    };
-    let stream: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(
-        stream.schema(),
-        futures::stream::iter(first.map(Ok)).chain(stream),
-    ));
+/// A logical plan that scans the output of `plan` (run in `state`) once, all columns nullable.
+pub(crate) fn once(plan: Arc<dyn ExecutionPlan>, state: &SessionState) -> Result<LogicalPlan> {
+    let stream = execute_stream(plan, state.task_ctx())?;
     let input = stream.schema();
     let schema = Arc::new(Schema::new_with_metadata(
         input
@@ -73,9 +55,7 @@ pub(crate) async fn once(
         stream: Mutex::new(Some(stream)),
     };
     let table = StreamingTable::try_new(schema, vec![Arc::new(source)])?;
-    let plan = LogicalPlanBuilder::scan("ctas_input", provider_as_source(Arc::new(table)), None)?
-        .build()?;
-    Ok((plan, props))
+    LogicalPlanBuilder::scan("ctas_input", provider_as_source(Arc::new(table)), None)?.build()
 }
 
 /// One stream, given out once.

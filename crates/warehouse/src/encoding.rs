@@ -53,7 +53,7 @@ fn dictionary_pays(column: &ArrayRef) -> bool {
     if values < MIN_SAMPLE_VALUES {
         return true;
     }
-    let Some(plain_bytes) = plain_size(column) else {
+    let Some(plain_bytes) = plain_size(column, values) else {
         return true;
     };
     let mut hashes = vec![0u64; column.len()];
@@ -75,9 +75,8 @@ fn dictionary_pays(column: &ArrayRef) -> bool {
     dictionary_bytes < plain_bytes
 }
 
-/// The bytes `column`'s non-null values take plain-encoded (about: decimals counted at their Arrow width).
-fn plain_size(column: &ArrayRef) -> Option<usize> {
-    let values = column.len() - column.null_count();
+/// The bytes `column`'s `values` non-null values take plain-encoded (about: decimals counted at their Arrow width).
+fn plain_size(column: &ArrayRef, values: usize) -> Option<usize> {
     let bytes = match column.data_type() {
         DataType::Utf8 => byte_len(column.as_string::<i32>().value_offsets()) + 4 * values,
         DataType::LargeUtf8 => byte_len(column.as_string::<i64>().value_offsets()) + 4 * values,

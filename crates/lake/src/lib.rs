@@ -25,6 +25,8 @@ use serde::{Deserialize, Serialize};
 use tripline_core::{Classify, ErrorDomain, RowAccount, TripKind, YearMonth};
 use url::Url;
 
+pub mod encoding;
+
 /// Errors of the lake, naming the object and the store.
 #[derive(Debug, thiserror::Error)]
 pub enum LakeError {
@@ -208,20 +210,13 @@ impl Lake {
             .set_compression(Compression::SNAPPY)
             .set_max_row_group_row_count(Some(131_072))
             .build();
-        let writer = AsyncArrowWriter::try_new(
-            BufWriter::new(self.store.clone(), staging.clone()),
-            schema,
-            Some(props),
-        )
-        .map_err(|source| LakeError::Parquet {
-            location: self.display(&staging),
-            source,
-        })?;
         Ok(StagedParquet {
             lake: self.clone(),
             final_path: path,
             staging,
-            writer: Some(writer),
+            schema,
+            props,
+            writer: None,
         })
     }
 
@@ -373,22 +368,47 @@ pub struct StagedParquet {
     lake: Lake,
     final_path: ObjectPath,
     staging: ObjectPath,
+    schema: SchemaRef,
+    /// The writer's settings before the first batch fits them to its columns ([`encoding::fit_encodings`]).
+    props: WriterProperties,
+    /// Opened by the first batch (or by a commit of no rows).
     writer: Option<AsyncArrowWriter<BufWriter>>,
 }
 
 impl StagedParquet {
     /// Append a batch.
     pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        let writer = self.writer.as_mut().expect("not yet committed");
-        writer
-            .write(batch)
-            .await
-            .map_err(|source| self.parquet_error(source))
+        if self.writer.is_none() {
+            let props = encoding::fit_encodings(&self.props, batch);
+            self.writer = Some(self.open(props)?);
+        }
+        let writer = self.writer.as_mut().expect("opened above");
+        let written = writer.write(batch).await;
+        written.map_err(|source| self.parquet_error(source))
+    }
+
+    fn open(&self, props: WriterProperties) -> Result<AsyncArrowWriter<BufWriter>> {
+        AsyncArrowWriter::try_new(
+            BufWriter::new(self.lake.store.clone(), self.staging.clone()),
+            Arc::clone(&self.schema),
+            Some(props),
+        )
+        .map_err(|source| self.parquet_error(source))
     }
 
     /// Finish the file and move it into place atomically; returns the committed path and its size in bytes.
     pub async fn commit(mut self) -> Result<CommittedFile> {
-        let writer = self.writer.take().expect("not yet committed");
+        let writer = match self.writer.take() {
+            Some(writer) => writer,
+            // No rows: still a valid (empty) file, so the load is recorded and replaces what was there.
+            None => match self.open(self.props.clone()) {
+                Ok(writer) => writer,
+                Err(e) => {
+                    self.abort().await;
+                    return Err(e);
+                }
+            },
+        };
         if let Err(source) = writer.close().await {
             let err = self.parquet_error(source);
             self.abort().await;
@@ -551,6 +571,59 @@ mod tests {
         .unwrap();
         let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
         assert_eq!(rows, 1);
+    }
+
+    #[tokio::test]
+    async fn a_staged_file_fits_its_encodings_to_its_first_batch_and_an_empty_commit_is_a_valid_file() {
+        use arrow::array::{Int32Array, Int64Array};
+        use arrow::datatypes::{DataType, Field, Schema};
+        use parquet::basic::Encoding;
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open("lake", dir.path()).unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("pickup", DataType::Int64, true),
+            Field::new("zone", DataType::Int32, true),
+        ]));
+        // Unique timestamps in scrambled order, and a zone id of 265 values.
+        let n = 20_000i64;
+        let pickup = Int64Array::from_iter_values(
+            (0..n).map(|i| 1_672_531_200_000_000 + (i * 7_919 % n) * 1_000_003),
+        );
+        let zone = Int32Array::from_iter_values((0..n).map(|i| (i * 31 % 265) as i32));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![Arc::new(pickup), Arc::new(zone)],
+        )
+        .unwrap();
+        let path = raw_dir(TripKind::Yellow, YearMonth::new(2023, 1)).join("fit.parquet");
+        let mut staged = lake
+            .stage_parquet(path.clone(), Arc::clone(&schema))
+            .await
+            .unwrap();
+        staged.write(&batch).await.unwrap();
+        staged.commit().await.unwrap();
+
+        let local = lake.local_root().unwrap().join(path.as_ref());
+        let reader = SerializedFileReader::new(std::fs::File::open(local).unwrap()).unwrap();
+        assert_eq!(reader.metadata().file_metadata().num_rows(), n);
+        let rg = reader.metadata().row_group(0);
+        let dictionary = |i: usize| {
+            rg.column(i)
+                .encodings()
+                .any(|e| matches!(e, Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY))
+        };
+        assert!(!dictionary(0), "unique timestamps are written plain");
+        assert!(dictionary(1), "zone ids keep their dictionary");
+
+        // No rows at all: the file is still committed, readable and empty.
+        let empty = raw_dir(TripKind::Yellow, YearMonth::new(2023, 2)).join("empty.parquet");
+        let staged = lake.stage_parquet(empty.clone(), schema).await.unwrap();
+        staged.commit().await.unwrap();
+        let local = lake.local_root().unwrap().join(empty.as_ref());
+        let reader = SerializedFileReader::new(std::fs::File::open(local).unwrap()).unwrap();
+        assert_eq!(reader.metadata().file_metadata().num_rows(), 0);
     }
 
     #[tokio::test]

@@ -20,11 +20,8 @@ use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::execution::context::SQLOptions;
-use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::{Expr, SortExpr, TableProviderFilterPushDown, TableType, cast};
 use datafusion::physical_plan::ExecutionPlan;
-use deltalake::operations::write::SchemaMode;
-use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder};
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
@@ -849,19 +846,23 @@ impl Warehouse {
             .set_compression(Compression::SNAPPY)
             .set_max_row_group_row_count(Some(layout.row_group_rows))
             .build();
+        let writer = ParallelCtas {
+            table: &table,
+            name: c.name.to_string(),
+            replace: exists,
+            writer_properties: props,
+            partition_column: layout.partition_column.clone(),
+        };
         let table = if order.is_empty() {
             // No partitions and no order to keep: a writer per partition of the query, one commit.
             let writers = query_state.config().target_partitions();
-            ParallelCtas {
-                table: &table,
-                name: c.name.to_string(),
-                replace: exists,
-                writer_properties: props,
-            }
-            .run(Arc::clone(&plan), query_state.task_ctx(), writers)
-            .await?
+            writer
+                .run(Arc::clone(&plan), query_state.task_ctx(), writers)
+                .await?
         } else {
-            self.write_sorted(c, &layout, table, exists, &plan, &query_state, props)
+            // Sorted by partition, then cluster columns: written in that order, one commit.
+            writer
+                .run_sorted(Arc::clone(&plan), query_state.task_ctx())
                 .await?
         };
         report.bytes_scanned = scan::bytes_scanned(&plan);
@@ -894,53 +895,6 @@ impl Warehouse {
                 c.name
             ),
         ))
-    }
-
-    /// A CTAS into a partitioned or clustered table: its rows, sorted, through one writer so the files keep the
-    /// order.
-    #[allow(clippy::too_many_arguments)]
-    async fn write_sorted(
-        &self,
-        c: &CreateTable,
-        layout: &TableLayout,
-        table: DeltaTable,
-        exists: bool,
-        plan: &Arc<dyn ExecutionPlan>,
-        query_state: &SessionState,
-        props: WriterProperties,
-    ) -> Result<DeltaTable> {
-        // One writer stream: files keep the order of the sorted input (several streams would interleave it).
-        let write_state = SessionStateBuilder::new_from_existing(self.ctx.state())
-            .with_config(
-                self.ctx
-                    .copied_config()
-                    .with_target_partitions(1)
-                    // Share the catalog as it is: a fresh default catalog would hide the registered tables.
-                    .with_create_default_catalog_and_schema(false),
-            )
-            .build();
-        // The query runs here and the writer reads its rows once, in order, with every column nullable.
-        let input =
-            ctas_input::once(Arc::clone(plan), query_state).map_err(WarehouseError::query)?;
-        let mut write = table
-            .write(Vec::new())
-            .with_input_plan(input)
-            .with_session_state(Arc::new(write_state))
-            .with_writer_properties(props)
-            .with_table_name(c.name.to_string())
-            .with_save_mode(if c.or_replace {
-                SaveMode::Overwrite
-            } else {
-                SaveMode::ErrorIfExists
-            });
-        if exists {
-            // One overwrite commit replaces data, schema and partitioning; the old version stays readable until
-            // then (and in the log's history afterwards).
-            write = write.with_schema_mode(SchemaMode::Overwrite);
-        }
-        // Always explicit: an empty list is what un-partitions a replaced table.
-        write = write.with_partition_columns(layout.partition_column.clone());
-        write.await.map_err(WarehouseError::delta(&c.name))
     }
 
     /// Check PARTITION BY and CLUSTER BY against the query's columns.

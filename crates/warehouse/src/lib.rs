@@ -16,7 +16,6 @@ mod ctas_input;
 mod date_udf;
 mod delta_scan;
 mod dml;
-mod encoding;
 mod error;
 mod fast_dates;
 mod history;

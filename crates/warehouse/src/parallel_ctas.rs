@@ -1,21 +1,31 @@
-//! `CREATE TABLE ... AS SELECT` into a table that is neither partitioned nor clustered: one Delta writer per
-//! partition of the query, all their files in one commit.
+//! The writers of `CREATE TABLE ... AS SELECT`: the query's rows into Delta files, all of them committed at once.
 //!
-//! deltalake's write operation drains every input stream of an unpartitioned table through a single Parquet
-//! writer, so encoding and compressing the table runs on one core however many the query used (a dbt `table`
-//! model of 700k rows spent more than half its time there). Rows of such a table have no order to keep, so each
-//! partition of the query gets its own [`DeltaWriter`] on its own task and writes its own files; the files and the
-//! table's schema are then committed at once by [`CreateBuilder`], which on `OR REPLACE` also removes every file
-//! of the previous version in the same commit. A crash before the commit leaves unreferenced files only: the
-//! previous version stays what readers see.
+//! - **Neither partitioned nor clustered** ([`ParallelCtas::run`]): deltalake's write operation drains every input
+//!   stream of an unpartitioned table through a single Parquet writer, so encoding and compressing the table runs
+//!   on one core however many the query used (a dbt `table` model of 700k rows spent more than half its time
+//!   there). Rows of such a table have no order to keep, so each partition of the query gets its own
+//!   [`DeltaWriter`] on its own task and writes its own files.
+//! - **Partitioned or clustered** ([`ParallelCtas::run_sorted`]): the query comes sorted by partition, then
+//!   cluster columns, as one stream, and one writer at a time writes it in that order, so files hold runs of the
+//!   cluster keys. The writer of a partition value is closed as soon as the next value starts: a year partitioned
+//!   by day holds one open file at a time, not 366 (deltalake's write operation keeps every partition's writer and
+//!   its buffered row group open until the end).
+//!
+//! Every writer is made when its first batch is in, with encodings fitted to that batch
+//! ([`fit_encodings`]). The files and the table's schema are then committed at once by [`CreateBuilder`], which on
+//! `OR REPLACE` also removes every file of the previous version in the same commit. A crash before the commit
+//! leaves unreferenced files only: the previous version stays what readers see.
 
 use std::sync::Arc;
 
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use datafusion::common::ScalarValue;
 use datafusion::execution::TaskContext;
 use datafusion::physical_plan::repartition::RepartitionExec;
-use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, Partitioning};
+use datafusion::physical_plan::{
+    ExecutionPlan, ExecutionPlanProperties, Partitioning, execute_stream,
+};
 use deltalake::datafile::writer::{DeltaWriter, WriterConfig};
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::schema::{StructType, cast_record_batch, normalize_for_delta};
@@ -28,7 +38,7 @@ use futures::StreamExt;
 use parquet::file::properties::WriterProperties;
 use tokio::task::JoinSet;
 
-use crate::encoding::fit_dictionary;
+use tripline_lake::encoding::fit_encodings;
 use crate::{Result, WarehouseError};
 
 /// What a parallel CTAS writes and where.
@@ -40,6 +50,17 @@ pub(crate) struct ParallelCtas<'a> {
     /// Replace the table's data and schema if it exists (`OR REPLACE`).
     pub replace: bool,
     pub writer_properties: WriterProperties,
+    /// The table's partition column (a Delta partition column of the query's output), if partitioned.
+    pub partition_column: Option<String>,
+}
+
+/// The table as Delta stores it, derived from the query's schema.
+struct Columns {
+    /// Every field nullable, types as Delta stores them (e.g. microsecond timestamps).
+    file_schema: SchemaRef,
+    /// Whether batches must be cast to `file_schema` (not only relabelled).
+    needs_cast: bool,
+    columns: StructType,
 }
 
 impl ParallelCtas<'_> {
@@ -53,20 +74,11 @@ impl ParallelCtas<'_> {
     ) -> Result<DeltaTable> {
         let delta_error = WarehouseError::delta(&self.name);
         let plan = spread(plan, writers.max(1)).map_err(WarehouseError::query)?;
-        let query_schema = plan.schema();
-        let nullable = nullable(&query_schema);
-        // The types Delta stores (e.g. microsecond timestamps); batches are cast only when they differ.
-        let file_schema = normalize_for_delta(&nullable);
-        let needs_cast = file_schema
-            .fields()
-            .iter()
-            .zip(query_schema.fields())
-            .any(|(to, from)| to.data_type() != from.data_type());
-        let columns: StructType = file_schema.as_ref().try_into_kernel().map_err(|e| {
-            delta_error(DeltaTableError::Generic(format!(
-                "the query's columns cannot be stored in Delta: {e}"
-            )))
-        })?;
+        let Columns {
+            file_schema,
+            needs_cast,
+            columns,
+        } = self.columns(&plan.schema())?;
         let config = WriterConfig::new(
             Arc::clone(&file_schema),
             Vec::new(),
@@ -101,7 +113,7 @@ impl ParallelCtas<'_> {
                         Ok(batch) => {
                             let writer = writer.get_or_insert_with(|| {
                                 DeltaWriter::new(Arc::clone(&store), config.clone())
-                                    .with_writer_properties(fit_dictionary(&properties, &batch))
+                                    .with_writer_properties(fit_encodings(&properties, &batch))
                             });
                             writer.write(&batch).await.map_err(Failure::Delta)
                         }
@@ -141,10 +153,141 @@ impl ParallelCtas<'_> {
             }
         }
 
+        self.commit(columns, adds).await
+    }
+
+    /// Write the rows of `plan`, sorted by the partition column first (if any), in their order: one writer at a
+    /// time, each partition value's writer closed when the next value starts.
+    pub(crate) async fn run_sorted(
+        self,
+        plan: Arc<dyn ExecutionPlan>,
+        ctx: Arc<TaskContext>,
+    ) -> Result<DeltaTable> {
+        let delta_error = WarehouseError::delta(&self.name);
+        let Columns {
+            file_schema,
+            needs_cast,
+            columns,
+        } = self.columns(&plan.schema())?;
+        let partition_index = match &self.partition_column {
+            Some(name) => Some(file_schema.index_of(name).map_err(|e| {
+                delta_error(DeltaTableError::Generic(format!(
+                    "partition column {name}: {e}"
+                )))
+            })?),
+            None => None,
+        };
+        let config = WriterConfig::new(
+            Arc::clone(&file_schema),
+            self.partition_column.iter().cloned().collect(),
+            Some(self.writer_properties.clone()),
+            Some(DEFAULT_TARGET_FILE_SIZE),
+            None,
+            Default::default(),
+            None,
+        );
+        let store = self.table.object_store();
+        // One stream in order (a sorted plan has one partition already; several would be merged unordered).
+        let mut stream = execute_stream(plan, ctx).map_err(WarehouseError::query)?;
+        let mut properties: Option<WriterProperties> = None;
+        let mut current: Option<(ScalarValue, DeltaWriter)> = None;
+        let mut adds: Vec<Add> = Vec::new();
+        let failure = loop {
+            let batch = match stream.next().await {
+                None => break None,
+                Some(Err(e)) => break Some(Failure::Query(e)),
+                Some(Ok(batch)) => match conform(&batch, &file_schema, needs_cast) {
+                    Ok(batch) => batch,
+                    Err(e) => break Some(Failure::Delta(e)),
+                },
+            };
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            let properties = properties
+                .get_or_insert_with(|| fit_encodings(&self.writer_properties, &batch))
+                .clone();
+            // The runs of one partition value in this batch (the input is sorted by it).
+            let runs = match partition_index {
+                None => vec![(ScalarValue::Null, batch)],
+                Some(i) => match runs_of(&batch, i) {
+                    Ok(runs) => runs,
+                    Err(e) => break Some(Failure::Query(e)),
+                },
+            };
+            let mut failed = None;
+            for (value, rows) in runs {
+                if current.as_ref().is_some_and(|(v, _)| *v != value) {
+                    let (_, done) = current.take().expect("checked");
+                    match done.close().await {
+                        Ok(files) => adds.extend(files),
+                        Err(e) => {
+                            failed = Some(Failure::Delta(e));
+                            break;
+                        }
+                    }
+                }
+                let (_, writer) = current.get_or_insert_with(|| {
+                    (
+                        value,
+                        DeltaWriter::new(Arc::clone(&store), config.clone())
+                            .with_writer_properties(properties.clone()),
+                    )
+                });
+                if let Err(e) = writer.write(&rows).await {
+                    failed = Some(Failure::Delta(e));
+                    break;
+                }
+            }
+            if failed.is_some() {
+                break failed;
+            }
+        };
+        if let Some(failure) = failure {
+            // Abort rather than drop: an open multipart upload would be left behind.
+            if let Some((_, writer)) = current {
+                let _ = writer.abort().await;
+            }
+            return Err(match failure {
+                Failure::Query(e) => WarehouseError::query(e),
+                Failure::Delta(e) => delta_error(e),
+            });
+        }
+        if let Some((_, writer)) = current {
+            adds.extend(writer.close().await.map_err(&delta_error)?);
+        }
+        self.commit(columns, adds).await
+    }
+
+    /// The table's columns as Delta stores them, from the query's schema.
+    fn columns(&self, query_schema: &SchemaRef) -> Result<Columns> {
+        let nullable = nullable(query_schema);
+        // The types Delta stores (e.g. microsecond timestamps); batches are cast only when they differ.
+        let file_schema = normalize_for_delta(&nullable);
+        let needs_cast = file_schema
+            .fields()
+            .iter()
+            .zip(query_schema.fields())
+            .any(|(to, from)| to.data_type() != from.data_type());
+        let columns: StructType = file_schema.as_ref().try_into_kernel().map_err(|e| {
+            WarehouseError::delta(&self.name)(DeltaTableError::Generic(format!(
+                "the query's columns cannot be stored in Delta: {e}"
+            )))
+        })?;
+        Ok(Columns {
+            file_schema,
+            needs_cast,
+            columns,
+        })
+    }
+
+    /// Commit `adds` as the table's new version (replacing the previous one's files, schema and partitioning).
+    async fn commit(self, columns: StructType, adds: Vec<Add>) -> Result<DeltaTable> {
         CreateBuilder::new()
             .with_log_store(self.table.log_store())
             .with_table_name(self.name.clone())
             .with_columns(columns.fields().cloned())
+            .with_partition_columns(self.partition_column.iter().cloned().collect::<Vec<_>>())
             .with_save_mode(if self.replace {
                 SaveMode::Overwrite
             } else {
@@ -152,8 +295,24 @@ impl ParallelCtas<'_> {
             })
             .with_actions(adds.into_iter().map(Action::Add))
             .await
-            .map_err(delta_error)
+            .map_err(WarehouseError::delta(&self.name))
     }
+}
+
+/// `batch` cut into its runs of equal values of column `index`, each with that value.
+fn runs_of(
+    batch: &RecordBatch,
+    index: usize,
+) -> datafusion::error::Result<Vec<(ScalarValue, RecordBatch)>> {
+    let column = batch.column(index);
+    let ranges = arrow::compute::partition(std::slice::from_ref(column))?.ranges();
+    ranges
+        .into_iter()
+        .map(|r| {
+            let value = ScalarValue::try_from_array(column, r.start)?;
+            Ok((value, batch.slice(r.start, r.end - r.start)))
+        })
+        .collect()
 }
 
 enum Failure {

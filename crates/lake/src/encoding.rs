@@ -13,16 +13,18 @@
 //!   decompression of every page (a sixth of a group-by's CPU over the raw trips, measured). Such a column is stored
 //!   uncompressed; a column the codec shrinks by more than [`MIN_COMPRESSION_SAVING_PERCENT`] keeps it.
 //!
-//! Both questions are answered by asking the writer itself: the first batch is encoded in memory twice, with and
-//! without dictionaries, and each column gets the encoding whose pages are smaller and the codec only where it pays
-//! on those pages. Exact for every type the writer supports (nested columns decide leaf by leaf), and a few
-//! milliseconds per file.
+//! Both questions are answered by asking the writer itself: the start of the first batch is encoded in memory with
+//! and without dictionaries, each compressed and not. Each column gets the encoding whose pages are smaller, and the
+//! codec only where it pays at the size of a row group: the sample's data pages are scaled up to a row group's
+//! rows, its dictionary page is not (a small sample's dictionary is a large share of it, and dictionaries of numbers
+//! compress better than the bit-packed indices that make up a full row group). Exact per page for every type the
+//! writer supports (nested columns decide leaf by leaf), and a few milliseconds per file.
 
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::metadata::ParquetMetaData;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{DEFAULT_MAX_ROW_GROUP_ROW_COUNT, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 /// Fewer rows than this in a sample say too little about a column: the writer's defaults stay.
@@ -45,72 +47,116 @@ pub fn fit_encodings(base: &WriterProperties, sample: &RecordBatch) -> WriterPro
         return base.clone();
     }
     let sample = sample.slice(0, sample.num_rows().min(SAMPLE_ROWS));
+    let uncompressed = |props: WriterProperties| {
+        props
+            .into_builder()
+            .set_compression(Compression::UNCOMPRESSED)
+            .build()
+    };
     let with_dictionary = base.clone();
     let without_dictionary = base
         .clone()
         .into_builder()
         .set_dictionary_enabled(false)
         .build();
-    let (Some(dict), Some(plain)) = (
+    let (Some(dict), Some(dict_raw), Some(plain), Some(plain_raw)) = (
         encode(&with_dictionary, &sample),
+        encode(&uncompressed(with_dictionary.clone()), &sample),
         encode(&without_dictionary, &sample),
+        encode(&uncompressed(without_dictionary.clone()), &sample),
     ) else {
         return base.clone();
     };
+    // A row group holds this many times the sample's rows: its data pages grow with it, its dictionary page
+    // (written once per row group) much less.
+    // (Unlimited row groups are counted at the writer's default limit.)
+    let row_group_rows = base
+        .max_row_group_row_count()
+        .unwrap_or(DEFAULT_MAX_ROW_GROUP_ROW_COUNT);
+    let scale = (row_group_rows as f64 / sample.num_rows() as f64).max(1.0);
 
     let mut builder = base.clone().into_builder();
     let mut changed = false;
-    for (d, p) in chunk_sizes(&dict).into_iter().zip(chunk_sizes(&plain)) {
+    let sizes = chunk_sizes(&dict)
+        .into_iter()
+        .zip(chunk_sizes(&dict_raw))
+        .zip(chunk_sizes(&plain).into_iter().zip(chunk_sizes(&plain_raw)));
+    for ((d, d_raw), (p, p_raw)) in sizes {
         let path = d.path.clone();
-        let keep_dictionary = base.dictionary_enabled(&path) && d.uncompressed < p.uncompressed;
+        let keep_dictionary = base.dictionary_enabled(&path) && d_raw.total() < p_raw.total();
         if base.dictionary_enabled(&path) && !keep_dictionary {
             builder = builder.set_column_dictionary_enabled(path.clone(), false);
             changed = true;
         }
-        let chosen = if keep_dictionary { &d } else { &p };
+        let (compressed, raw) = if keep_dictionary {
+            (d, d_raw)
+        } else {
+            (p, p_raw)
+        };
         if base.compression(&path) != Compression::UNCOMPRESSED
-            && !compression_pays(chosen.compressed, chosen.uncompressed)
+            && !compression_pays(compressed.at_scale(scale), raw.at_scale(scale))
         {
             builder = builder.set_column_compression(path, Compression::UNCOMPRESSED);
             changed = true;
         }
     }
-    if changed { builder.build() } else { base.clone() }
+    if changed {
+        builder.build()
+    } else {
+        base.clone()
+    }
 }
 
 /// Whether compressed pages of `compressed` bytes are worth their decompression against `uncompressed` bytes.
-fn compression_pays(compressed: i64, uncompressed: i64) -> bool {
-    compressed * 100 <= uncompressed * (100 - MIN_COMPRESSION_SAVING_PERCENT)
+fn compression_pays(compressed: f64, uncompressed: f64) -> bool {
+    compressed * 100.0 <= uncompressed * (100 - MIN_COMPRESSION_SAVING_PERCENT) as f64
 }
 
 /// `sample` written in memory with `props`; its footer.
 fn encode(props: &WriterProperties, sample: &RecordBatch) -> Option<ParquetMetaData> {
-    let mut writer =
-        ArrowWriter::try_new(Vec::new(), sample.schema(), Some(props.clone())).ok()?;
+    let mut writer = ArrowWriter::try_new(Vec::new(), sample.schema(), Some(props.clone())).ok()?;
     writer.write(sample).ok()?;
     writer.close().ok()
 }
 
+/// A column chunk's bytes, as stored: its dictionary page (if any) and its data pages.
 struct ChunkSize {
     path: ColumnPath,
-    compressed: i64,
-    uncompressed: i64,
+    dictionary: i64,
+    data: i64,
 }
 
-/// Each leaf column's bytes over the file's row groups.
+impl ChunkSize {
+    fn total(&self) -> i64 {
+        self.dictionary + self.data
+    }
+
+    /// The bytes of a chunk with `scale` times the rows: the data pages grow in proportion, the dictionary page
+    /// is counted once (it grows only with new distinct values).
+    fn at_scale(&self, scale: f64) -> f64 {
+        self.dictionary as f64 + self.data as f64 * scale
+    }
+}
+
+/// Each leaf column's stored bytes over the file's row groups.
 fn chunk_sizes(meta: &ParquetMetaData) -> Vec<ChunkSize> {
     let mut out: Vec<ChunkSize> = Vec::new();
     for row_group in meta.row_groups() {
         for (i, column) in row_group.columns().iter().enumerate() {
+            // The dictionary page comes first in the chunk; the data pages start after it.
+            let dictionary = column
+                .dictionary_page_offset()
+                .map_or(0, |at| (column.data_page_offset() - at).max(0));
+            let data = column.compressed_size() - dictionary;
             match out.get_mut(i) {
                 Some(size) => {
-                    size.compressed += column.compressed_size();
-                    size.uncompressed += column.uncompressed_size();
+                    size.dictionary += dictionary;
+                    size.data += data;
                 }
                 None => out.push(ChunkSize {
                     path: column.column_path().clone(),
-                    compressed: column.compressed_size(),
-                    uncompressed: column.uncompressed_size(),
+                    dictionary,
+                    data,
                 }),
             }
         }
@@ -166,20 +212,24 @@ mod tests {
         let n = 8192u64;
         // A month of second-resolution timestamps in random order: unique, and their bytes barely compress.
         let month_us = 31 * 86_400 * 1_000_000i64;
-        let ts = Int64Array::from_iter_values(
-            (0..n).map(|i| 1_672_531_200_000_000 + (mix(i) as i64).rem_euclid(month_us) / 1_000_000 * 1_000_000),
-        );
+        let ts = Int64Array::from_iter_values((0..n).map(|i| {
+            1_672_531_200_000_000 + (mix(i) as i64).rem_euclid(month_us) / 1_000_000 * 1_000_000
+        }));
         let sample = batch(vec![
             ("ts", Arc::new(ts)),
             // A surrogate key: unique text that Snappy does shrink (hex digits).
             (
                 "key",
-                Arc::new(StringArray::from_iter_values((0..n).map(|i| format!("{:032x}", mix(i))))),
+                Arc::new(StringArray::from_iter_values(
+                    (0..n).map(|i| format!("{:032x}", mix(i))),
+                )),
             ),
             // A zone id: 265 values in random order; its bit-packed indices do not compress.
             (
                 "zone",
-                Arc::new(Int32Array::from_iter_values((0..n).map(|i| (mix(i) % 265) as i32))),
+                Arc::new(Int32Array::from_iter_values(
+                    (0..n).map(|i| (mix(i) % 265) as i32),
+                )),
             ),
             // A constant: dictionary, and its run-length-encoded indices compress.
             (
@@ -189,7 +239,9 @@ mod tests {
             // Amounts in cents with a long tail: repeat enough for a dictionary.
             (
                 "amount",
-                Arc::new(Float64Array::from_iter_values((0..n).map(|i| (mix(i) % 5000) as f64 / 100.0))),
+                Arc::new(Float64Array::from_iter_values(
+                    (0..n).map(|i| (mix(i) % 5000) as f64 / 100.0),
+                )),
             ),
         ]);
         let props = fit_encodings(&snappy(), &sample);
@@ -207,7 +259,9 @@ mod tests {
     fn small_samples_and_settings_already_made_are_left_alone() {
         let tiny = batch(vec![(
             "ts",
-            Arc::new(Int64Array::from_iter_values((0..100).map(|i| mix(i) as i64))),
+            Arc::new(Int64Array::from_iter_values(
+                (0..100).map(|i| mix(i) as i64),
+            )),
         )]);
         let props = fit_encodings(&snappy(), &tiny);
         assert!(dictionary(&props, "ts"));

@@ -574,7 +574,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_staged_file_fits_its_encodings_to_its_first_batch_and_an_empty_commit_is_a_valid_file() {
+    async fn a_staged_file_fits_its_encodings_to_its_first_batch_and_an_empty_commit_is_a_valid_file()
+     {
         use arrow::array::{Int32Array, Int64Array};
         use arrow::datatypes::{DataType, Field, Schema};
         use parquet::basic::Encoding;
@@ -592,11 +593,9 @@ mod tests {
             (0..n).map(|i| 1_672_531_200_000_000 + (i * 7_919 % n) * 1_000_003),
         );
         let zone = Int32Array::from_iter_values((0..n).map(|i| (i * 31 % 265) as i32));
-        let batch = RecordBatch::try_new(
-            Arc::clone(&schema),
-            vec![Arc::new(pickup), Arc::new(zone)],
-        )
-        .unwrap();
+        let batch =
+            RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(pickup), Arc::new(zone)])
+                .unwrap();
         let path = raw_dir(TripKind::Yellow, YearMonth::new(2023, 1)).join("fit.parquet");
         let mut staged = lake
             .stage_parquet(path.clone(), Arc::clone(&schema))

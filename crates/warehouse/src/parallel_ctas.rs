@@ -38,8 +38,8 @@ use futures::StreamExt;
 use parquet::file::properties::WriterProperties;
 use tokio::task::JoinSet;
 
-use tripline_lake::encoding::fit_encodings;
 use crate::{Result, WarehouseError};
+use tripline_lake::encoding::fit_encodings;
 
 /// What a parallel CTAS writes and where.
 pub(crate) struct ParallelCtas<'a> {

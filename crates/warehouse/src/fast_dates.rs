@@ -38,7 +38,7 @@ const DAY_US: i64 = SECONDS_PER_DAY * 1_000_000;
 const DAY_NS: i64 = SECONDS_PER_DAY * 1_000_000_000;
 
 /// Units of `unit` in one day.
-fn per_day(unit: &TimeUnit) -> i64 {
+pub(crate) fn per_day(unit: &TimeUnit) -> i64 {
     SECONDS_PER_DAY
         * match unit {
             TimeUnit::Second => 1,
@@ -384,7 +384,7 @@ impl Coarse {
         }
     }
 
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Week => "week",
             Self::Month => "month",
@@ -407,7 +407,7 @@ impl Coarse {
     }
 
     /// The first day of the week (Monday), month, quarter or year holding day `days` (days since 1970-01-01).
-    fn first_day(self, days: i64) -> i64 {
+    pub(crate) fn first_day(self, days: i64) -> i64 {
         match self {
             // 1970-01-01 was a Thursday: three days after a Monday.
             Self::Week => days - (days + 3).rem_euclid(7),
@@ -455,6 +455,20 @@ pub(crate) fn timestamp_trunc(granularity: Coarse) -> ScalarUDF {
 pub(crate) struct TimestampTrunc {
     granularity: Coarse,
     signature: Signature,
+}
+
+/// The granularity of `func` if it is one of [`timestamp_trunc`]'s functions.
+pub(crate) fn truncation_of(func: &ScalarUDF) -> Option<Coarse> {
+    (func.inner().as_ref() as &dyn std::any::Any)
+        .downcast_ref::<TimestampTrunc>()
+        .map(|t| t.granularity)
+}
+
+/// Whether `func` is [`timestamp_to_date`].
+pub(crate) fn is_timestamp_to_date(func: &ScalarUDF) -> bool {
+    (func.inner().as_ref() as &dyn std::any::Any)
+        .downcast_ref::<TimestampToDate>()
+        .is_some()
 }
 
 /// `array` truncated to `granularity`; `PER_DAY` units in a day. Trips come roughly in time order, so the last

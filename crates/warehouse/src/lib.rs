@@ -21,6 +21,7 @@ mod fast_dates;
 mod history;
 mod kept_table;
 mod parallel_ctas;
+mod partition_dates;
 mod pruning;
 mod row_number;
 mod scan;
@@ -93,7 +94,7 @@ pub struct Warehouse {
     project_dir: PathBuf,
     ctx: SessionContext,
     /// Tables partitioned by `DATE(col)`, for rewriting `DATE(col)` filters to their partition column.
-    derived: std::sync::RwLock<pruning::DerivedPartitions>,
+    derived: Arc<std::sync::RwLock<pruning::DerivedPartitions>>,
     /// Views' results kept for reuse, when a caller turns it on.
     view_cache: Arc<view_cache::ViewCache>,
 }
@@ -109,6 +110,7 @@ impl Warehouse {
         // Read each Parquet footer exactly rather than a 512 KiB tail guess, which swallows whole small files: the
         // bytes scanned are then what the query needed, and row groups pruned by statistics are never fetched.
         config.options_mut().execution.parquet.metadata_size_hint = None;
+        let derived: Arc<std::sync::RwLock<pruning::DerivedPartitions>> = Default::default();
         // Delta's planner knows the plan nodes its writer adds; everything else plans as usual.
         let state = SessionStateBuilder::new()
             .with_default_features()
@@ -117,6 +119,9 @@ impl Warehouse {
             .with_analyzer_rule(Arc::new(fast_dates::DateFilters))
             .with_optimizer_rule(Arc::new(fast_dates::FastDates))
             .with_optimizer_rule(Arc::new(union_aggregate::UnionAggregate))
+            .with_optimizer_rule(Arc::new(partition_dates::PartitionDates::new(Arc::clone(
+                &derived,
+            ))))
             .with_physical_optimizer_rule(Arc::new(row_number::FastRowNumber))
             .build();
         let ctx = SessionContext::new_with_state(state);
@@ -126,7 +131,7 @@ impl Warehouse {
             lake,
             project_dir: project_dir.to_path_buf(),
             ctx,
-            derived: Default::default(),
+            derived,
             view_cache: Default::default(),
         };
         warehouse.load_catalog().await?;

@@ -20,6 +20,7 @@ mod error;
 mod fast_dates;
 mod history;
 mod kept_table;
+mod packed_keys;
 mod parallel_ctas;
 mod partition_dates;
 mod pruning;
@@ -122,6 +123,7 @@ impl Warehouse {
             .with_optimizer_rule(Arc::new(partition_dates::PartitionDates::new(Arc::clone(
                 &derived,
             ))))
+            .with_optimizer_rule(Arc::new(packed_keys::PackedKeys))
             .with_physical_optimizer_rule(Arc::new(row_number::FastRowNumber))
             .build();
         let ctx = SessionContext::new_with_state(state);

@@ -325,3 +325,10 @@ impl ScalarUDFImpl for PeriodStart {
         })
     }
 }
+
+/// Whether `func` is one of [`period_start`]'s functions.
+pub(crate) fn is_period_start(func: &ScalarUDF) -> bool {
+    (func.inner().as_ref() as &dyn std::any::Any)
+        .downcast_ref::<PeriodStart>()
+        .is_some()
+}

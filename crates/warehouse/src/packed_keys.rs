@@ -16,9 +16,12 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, Int64Array, UInt64Array};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, PrimitiveArray, UInt64Array};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, TimeUnit};
+use datafusion::arrow::datatypes::{
+    ArrowPrimitiveType, DataType, Date32Type, Field, FieldRef, Int8Type, Int16Type, Int32Type,
+    Int64Type, TimeUnit, UInt8Type, UInt16Type, UInt32Type,
+};
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::{Column, Result, exec_err};
 use datafusion::logical_expr::expr::{Alias, ScalarFunction};
@@ -214,43 +217,97 @@ impl ScalarUDFImpl for PackKeys {
         let mut packed = vec![0u64; rows];
         for (spec, arg) in self.specs.iter().zip(args.args) {
             let array = arg.into_array(rows)?;
-            let values = as_i64(&array)?;
-            let per_day = spec.midnight.as_ref().map(per_day);
-            let offset = spec.offset();
-            let mask = spec.value_mask();
-            let width = spec.width();
-            for (i, slot) in packed.iter_mut().enumerate() {
-                let code = if values.is_valid(i) {
-                    let mut v = values.value(i);
-                    if let Some(per_day) = per_day {
-                        v = v.div_euclid(per_day);
-                    }
-                    let v = (v.wrapping_add(offset) as u64) & mask;
-                    if spec.nullable {
-                        v | (1 << spec.bits)
-                    } else {
-                        v
-                    }
-                } else {
-                    0
-                };
-                *slot = (*slot << width) | code;
+            match array.data_type() {
+                DataType::Int8 => fold(
+                    &mut packed,
+                    array.as_primitive::<Int8Type>(),
+                    spec,
+                    i64::from,
+                ),
+                DataType::Int16 => fold(
+                    &mut packed,
+                    array.as_primitive::<Int16Type>(),
+                    spec,
+                    i64::from,
+                ),
+                DataType::Int32 => fold(
+                    &mut packed,
+                    array.as_primitive::<Int32Type>(),
+                    spec,
+                    i64::from,
+                ),
+                DataType::UInt8 => fold(
+                    &mut packed,
+                    array.as_primitive::<UInt8Type>(),
+                    spec,
+                    i64::from,
+                ),
+                DataType::UInt16 => fold(
+                    &mut packed,
+                    array.as_primitive::<UInt16Type>(),
+                    spec,
+                    i64::from,
+                ),
+                DataType::UInt32 => fold(
+                    &mut packed,
+                    array.as_primitive::<UInt32Type>(),
+                    spec,
+                    i64::from,
+                ),
+                DataType::Date32 => fold(
+                    &mut packed,
+                    array.as_primitive::<Date32Type>(),
+                    spec,
+                    i64::from,
+                ),
+                DataType::Timestamp(unit, None) => {
+                    let per_day = per_day(unit);
+                    // Period starts repeat in long runs: the last one's day number is kept.
+                    let mut last = (i64::MIN, 0i64);
+                    let days = |v: i64| {
+                        if v != last.0 {
+                            last = (v, v.div_euclid(per_day));
+                        }
+                        last.1
+                    };
+                    let values = cast(&array, &DataType::Int64)?;
+                    fold(&mut packed, values.as_primitive::<Int64Type>(), spec, days)
+                }
+                other => return exec_err!("pack_keys: cannot pack a {other} key"),
             }
         }
         Ok(ColumnarValue::Array(Arc::new(UInt64Array::from(packed))))
     }
 }
 
-/// `array` (an integer, date or timestamp array) as 64-bit integers, NULLs kept.
-fn as_i64(array: &ArrayRef) -> Result<Int64Array> {
-    let array = match array.data_type() {
-        DataType::Date32 => cast(array, &DataType::Int32)?,
-        _ => Arc::clone(array),
-    };
-    let out = cast(&array, &DataType::Int64)?;
-    match out.as_any().downcast_ref::<Int64Array>() {
-        Some(values) => Ok(values.clone()),
-        None => exec_err!("pack_keys: cannot read {} as integers", array.data_type()),
+/// Shift `array`'s codes into `packed`, one per row: the value (as `to_i64` reads it) offset to unsigned, with a
+/// set NULL bit above it for a value of a nullable key; all zeros for a NULL.
+fn fold<T: ArrowPrimitiveType>(
+    packed: &mut [u64],
+    array: &PrimitiveArray<T>,
+    spec: &Key,
+    mut to_i64: impl FnMut(T::Native) -> i64,
+) {
+    let (width, offset, mask) = (spec.width(), spec.offset(), spec.value_mask());
+    let present = if spec.nullable { 1u64 << spec.bits } else { 0 };
+    let values = array.values();
+    match array.nulls().filter(|n| n.null_count() > 0) {
+        None => {
+            for (slot, &v) in packed.iter_mut().zip(values.iter()) {
+                let code = ((to_i64(v).wrapping_add(offset) as u64) & mask) | present;
+                *slot = (*slot << width) | code;
+            }
+        }
+        Some(nulls) => {
+            for ((slot, &v), valid) in packed.iter_mut().zip(values.iter()).zip(nulls.iter()) {
+                let code = if valid {
+                    ((to_i64(v).wrapping_add(offset) as u64) & mask) | present
+                } else {
+                    0
+                };
+                *slot = (*slot << width) | code;
+            }
+        }
     }
 }
 

@@ -25,6 +25,7 @@ mod parallel_ctas;
 mod partition_dates;
 mod pruning;
 mod row_number;
+mod rule;
 mod scan;
 pub mod statement;
 mod timestamp_text;

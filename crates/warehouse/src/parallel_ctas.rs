@@ -79,15 +79,7 @@ impl ParallelCtas<'_> {
             needs_cast,
             columns,
         } = self.columns(&plan.schema())?;
-        let config = WriterConfig::new(
-            Arc::clone(&file_schema),
-            Vec::new(),
-            Some(self.writer_properties.clone()),
-            Some(DEFAULT_TARGET_FILE_SIZE),
-            None,
-            Default::default(),
-            None,
-        );
+        let config = self.writer_config(&file_schema, Vec::new());
 
         let store = self.table.object_store();
         let mut tasks = JoinSet::new();
@@ -177,14 +169,9 @@ impl ParallelCtas<'_> {
             })?),
             None => None,
         };
-        let config = WriterConfig::new(
-            Arc::clone(&file_schema),
+        let config = self.writer_config(
+            &file_schema,
             self.partition_column.iter().cloned().collect(),
-            Some(self.writer_properties.clone()),
-            Some(DEFAULT_TARGET_FILE_SIZE),
-            None,
-            Default::default(),
-            None,
         );
         let store = self.table.object_store();
         // One stream in order (a sorted plan has one partition already; several would be merged unordered).
@@ -257,6 +244,23 @@ impl ParallelCtas<'_> {
             adds.extend(writer.close().await.map_err(&delta_error)?);
         }
         self.commit(columns, adds).await
+    }
+
+    /// Files of the default target size, with `partition_columns`, encoded with the CTAS's properties.
+    fn writer_config(
+        &self,
+        file_schema: &SchemaRef,
+        partition_columns: Vec<String>,
+    ) -> WriterConfig {
+        WriterConfig::new(
+            Arc::clone(file_schema),
+            partition_columns,
+            Some(self.writer_properties.clone()),
+            Some(DEFAULT_TARGET_FILE_SIZE),
+            None,
+            Default::default(),
+            None,
+        )
     }
 
     /// The table's columns as Delta stores them, from the query's schema.

@@ -68,20 +68,18 @@ impl OptimizerRule for PartitionDates {
         plan: LogicalPlan,
         _config: &dyn OptimizerConfig,
     ) -> Result<Transformed<LogicalPlan>> {
-        let LogicalPlan::Aggregate(aggregate) = &plan else {
-            return Ok(Transformed::no(plan));
-        };
-        let derived = {
-            let tables = self.tables.read().expect("lock");
-            match scan_under(aggregate).and_then(|scan| tables.get(&scan.table_name.to_string())) {
-                Some(derived) => derived.clone(),
-                None => return Ok(Transformed::no(plan)),
-            }
-        };
-        match rewrite_keys(aggregate, &derived)? {
-            Some(rewritten) => Ok(Transformed::yes(rewritten)),
-            None => Ok(Transformed::no(plan)),
-        }
+        crate::rule::on_aggregate(plan, |aggregate| {
+            let derived = {
+                let tables = self.tables.read().expect("lock");
+                match scan_under(aggregate)
+                    .and_then(|scan| tables.get(&scan.table_name.to_string()))
+                {
+                    Some(derived) => derived.clone(),
+                    None => return Ok(None),
+                }
+            };
+            rewrite_keys(aggregate, &derived)
+        })
     }
 }
 

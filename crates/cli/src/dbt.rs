@@ -494,7 +494,7 @@ fn list(ctx: &Context, flags: &LsFlags) -> Result<(), Failure> {
         }
     }
     for line in lines {
-        println!("{line}");
+        outln!("{line}");
     }
     Ok(())
 }
@@ -751,7 +751,7 @@ async fn execute(ctx: &Context, flags: &RunFlags, command: RunCommand) -> Result
     let out = ctx.out;
     let lines: LineSink = Arc::new(move |line| {
         if !out.quiet && !out.json {
-            println!("{}  {}", clock(), line.text);
+            outln!("{}  {}", clock(), line.text);
         }
     });
     let done = run_nodes(ctx, &flags.invocation(command), lines).await?;

@@ -717,11 +717,11 @@ async fn show_run(ctx: &Context, engine: &Engine, id: &str) -> Result<(), Failur
     if ctx.out.quiet || ctx.out.json {
         return Ok(());
     }
-    println!("run {}  flow {}  {}", run.id, run.flow, run.state);
+    outln!("run {}  flow {}  {}", run.id, run.flow, run.state);
     if !run.params.is_empty() {
-        println!("params:   {}", params_text(&run.params));
+        outln!("params:   {}", params_text(&run.params));
     }
-    println!(
+    outln!(
         "started:  {}   ended: {}   duration: {}",
         run.started_ms.map(time_text).unwrap_or_else(|| "-".into()),
         run.ended_ms.map(time_text).unwrap_or_else(|| "-".into()),
@@ -730,18 +730,18 @@ async fn show_run(ctx: &Context, engine: &Engine, id: &str) -> Result<(), Failur
             .unwrap_or_else(|| "-".into())
     );
     if let Some(o) = &run.owner {
-        println!("owner:    pid {} on {} (engine {})", o.pid, o.host, o.id);
+        outln!("owner:    pid {} on {} (engine {})", o.pid, o.host, o.id);
     }
     if let Some(b) = &run.backfill_id {
-        println!("backfill: {b}");
+        outln!("backfill: {b}");
     }
     if let Some(p) = &run.parent_id {
-        println!("parent:   {p}");
+        outln!("parent:   {p}");
     }
     if let Some(r) = &run.reason {
-        println!("reason:   {r}");
+        outln!("reason:   {r}");
     }
-    println!();
+    outln!();
     let rows: Vec<Vec<String>> = tasks
         .iter()
         .map(|t| {
@@ -769,7 +769,7 @@ async fn show_run(ctx: &Context, engine: &Engine, id: &str) -> Result<(), Failur
             ]
         })
         .collect();
-    println!(
+    outln!(
         "{}",
         table(
             &[
@@ -779,9 +779,9 @@ async fn show_run(ctx: &Context, engine: &Engine, id: &str) -> Result<(), Failur
         )
     );
     if !detail.attempts.is_empty() {
-        println!("\nattempts:");
+        outln!("\nattempts:");
         for a in &detail.attempts {
-            println!(
+            outln!(
                 "  {} #{}  {:<9}  {}  {}{}",
                 a.task_id,
                 a.attempt,
@@ -798,9 +798,9 @@ async fn show_run(ctx: &Context, engine: &Engine, id: &str) -> Result<(), Failur
         }
     }
     if !detail.logs.is_empty() {
-        println!("\nlogs:");
+        outln!("\nlogs:");
         for l in &detail.logs {
-            println!("  [{} #{} {}] {}", l.task_id, l.attempt, l.stream, l.line);
+            outln!("  [{} #{} {}] {}", l.task_id, l.attempt, l.stream, l.line);
         }
     }
     Ok(())

@@ -1,6 +1,16 @@
 //! `tripline`: the NYC taxi data-engineering stack in one binary. This crate only parses flags, loads the project
 //! configuration, shows progress and renders results and errors; the work lives in the library crates.
 
+/// `println!` through [`output::Stdout`]: a closed pipe (`tripline ... | head`) ends the process quietly.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!($crate::output::Stdout, $($arg)*) {
+            panic!("failed printing to stdout: {e}");
+        }
+    }};
+}
+
 mod datagen;
 mod dbt;
 mod flow;

@@ -20,14 +20,14 @@ impl Output {
     /// Print a line for people (not in quiet or JSON mode).
     pub fn say(&self, line: impl AsRef<str>) {
         if !self.quiet && !self.json {
-            println!("{}", line.as_ref());
+            outln!("{}", line.as_ref());
         }
     }
 
     /// Print a value as JSON (in JSON mode).
     pub fn json<T: Serialize>(&self, value: &T) {
         if self.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(value).expect("serialisable")
             );
@@ -112,35 +112,33 @@ pub fn print_ingest_report(out: &Output, report: &IngestReport) {
                 if let Some(bytes) = c.bytes {
                     line.push_str(&format!(" ({})", human_bytes(bytes)));
                 }
-                println!("{line}");
+                outln!("{line}");
                 if let Some(n) = c.replaced_rows.filter(|n| *n > 0) {
-                    println!(
-                        "  replaced {n} rows of an earlier load of this source (no duplicates)"
-                    );
+                    outln!("  replaced {n} rows of an earlier load of this source (no duplicates)");
                 }
                 if let (Some(new), Some(existing)) = (c.merged_new, c.merged_existing) {
-                    println!("  merged: {new} new rows, {existing} already present (skipped)");
+                    outln!("  merged: {new} new rows, {existing} already present (skipped)");
                 }
                 if let (Some(n), Some(m)) = (s.outside_month.filter(|n| *n > 0), c.month) {
-                    println!("  {n} pickups fall outside {m} (kept, as in the source)");
+                    outln!("  {n} pickups fall outside {m} (kept, as in the source)");
                 }
                 for d in &s.drift {
-                    println!("  schema drift: {d}");
+                    outln!("  schema drift: {d}");
                 }
                 if let Some(q) = &s.quarantine_file {
-                    println!(
+                    outln!(
                         "  {} bad rows quarantined in {}",
                         s.account.quarantined,
                         q.display()
                     );
                 }
             }
-            (None, Some(e)) => println!("{}  FAILED: {e}", s.source),
+            (None, Some(e)) => outln!("{}  FAILED: {e}", s.source),
             (None, None) => {}
         }
     }
     let rate = report.total.read as f64 / report.seconds.max(1e-9);
-    println!(
+    outln!(
         "total: {}  ({} sources, {} failed, {:.2} s, {} rows/s)",
         report.total,
         report.sources.len(),
@@ -148,4 +146,27 @@ pub fn print_ingest_report(out: &Output, report: &IngestReport) {
         report.seconds,
         human_count(rate)
     );
+}
+
+/// Standard output that ends the process quietly (exit status 0) when its reader has gone, as a person piping
+/// `tripline sql ... | head` expects; other write errors are returned as they are.
+pub struct Stdout;
+
+impl std::io::Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        reader_gone_ends(std::io::stdout().lock().write(buf))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        reader_gone_ends(std::io::stdout().lock().flush())
+    }
+}
+
+fn reader_gone_ends<T>(result: std::io::Result<T>) -> std::io::Result<T> {
+    if let Err(e) = &result
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(0);
+    }
+    result
 }

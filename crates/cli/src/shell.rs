@@ -185,7 +185,7 @@ async fn command(
     };
     match name {
         "\\q" | "\\quit" => return Ok(Flow::Quit),
-        "\\?" | "\\h" | "\\help" => println!("{HELP}"),
+        "\\?" | "\\h" | "\\help" => outln!("{HELP}"),
         "\\timing" => {
             settings.timing = toggle(settings.timing)?;
             eprintln!("Timing is {}.", if settings.timing { "on" } else { "off" });

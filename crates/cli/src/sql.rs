@@ -280,8 +280,7 @@ impl RowSink {
         match &self.output {
             Some(path) => std::fs::write(path, &buffer)
                 .map_err(|e| Failure::usage(format!("cannot write {}: {e}", path.display()))),
-            None => std::io::stdout()
-                .lock()
+            None => crate::output::Stdout
                 .write_all(&buffer)
                 .map_err(|e| failed(&e)),
         }
@@ -310,7 +309,7 @@ pub fn print_result(
     if r.dry_run {
         if !ctx.out.quiet {
             let what = r.message.clone().unwrap_or_else(|| "dry run".into());
-            println!(
+            outln!(
                 "{what}: this statement will process {} ({} bytes) in {} files when run",
                 human_bytes(r.scan.bytes_scanned),
                 r.scan.bytes_scanned,
@@ -365,7 +364,7 @@ fn print_rows(
                 .open(path)
                 .map_err(|e| Failure::usage(format!("cannot open {}: {e}", path.display())))?,
         ),
-        None => Box::new(std::io::stdout().lock()),
+        None => Box::new(std::io::BufWriter::new(crate::output::Stdout)),
     };
     let stdout = &mut out;
     match sink.format {
@@ -398,7 +397,7 @@ fn print_rows(
             .map_err(|e| failed(&e))?;
         }
     }
-    Ok(())
+    stdout.flush().map_err(|e| failed(&e))
 }
 
 /// Result rows as JSON objects.

@@ -218,3 +218,45 @@ fn sql_passes_through_to_postgresql() {
     let no_url = tripline(project, &["sql", "--postgres", "-e", "SELECT 1"]);
     assert_eq!(no_url.code, 2, "{}", no_url.stderr);
 }
+
+/// `tripline sql ... | head`: the reader closes the pipe early; tripline stops quietly, with success and no panic
+/// message, in every output format.
+#[test]
+fn a_reader_that_closes_the_pipe_early_ends_the_output_quietly() {
+    use std::io::Read;
+    let project = tempfile::tempdir().unwrap();
+    for args in [
+        vec![
+            "--json",
+            "sql",
+            "-e",
+            "SELECT * FROM generate_series(1, 300000)",
+        ],
+        vec![
+            "sql",
+            "--format",
+            "csv",
+            "-e",
+            "SELECT * FROM generate_series(1, 300000)",
+        ],
+        vec!["sql", "-e", "SELECT * FROM generate_series(1, 300000)"],
+    ] {
+        let mut child = Command::new(bin())
+            .arg("-C")
+            .arg(project.path())
+            .args(&args)
+            .env_remove("TRIPLINE_LAKE_ROOT")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn tripline");
+        let mut first = [0u8; 64];
+        child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+        // The read end is dropped here: the rest of the output has nowhere to go.
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?}\n{stderr}", out.status);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+    }
+}

@@ -289,13 +289,7 @@ fn found_line(project: &DbtProject) -> String {
         .map(|(k, n)| {
             format!(
                 "{n} {k}{}",
-                if *n == 1 {
-                    ""
-                } else if *k == "analysis" {
-                    ""
-                } else {
-                    "s"
-                }
+                if *n == 1 || *k == "analysis" { "" } else { "s" }
             )
         })
         .collect();

@@ -50,15 +50,11 @@ impl Input {
     /// The next line, or `None` at the end of input.
     fn line(&mut self, prompt: &str) -> Option<String> {
         match self {
-            Self::Terminal(editor, _) => loop {
-                match editor.readline(prompt) {
-                    Ok(line) => return Some(line),
-                    // Ctrl-C drops the statement being typed, as psql does.
-                    Err(rustyline::error::ReadlineError::Interrupted) => {
-                        return Some("\\reset".into());
-                    }
-                    Err(_) => return None,
-                }
+            Self::Terminal(editor, _) => match editor.readline(prompt) {
+                Ok(line) => Some(line),
+                // Ctrl-C drops the statement being typed, as psql does.
+                Err(rustyline::error::ReadlineError::Interrupted) => Some("\\reset".into()),
+                Err(_) => None,
             },
             Self::Piped(stdin) => {
                 let mut line = String::new();

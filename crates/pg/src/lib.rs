@@ -216,13 +216,11 @@ pub async fn query(conn: &Connection, sql: &str) -> Result<StatementOutput> {
     let mut rows_affected = 0;
     for message in messages {
         match message {
-            SimpleQueryMessage::RowDescription(desc) => {
-                if names.len() != desc.len() {
-                    names = desc
-                        .iter()
-                        .map(|c| (c.name().to_string(), DataType::Utf8))
-                        .collect();
-                }
+            SimpleQueryMessage::RowDescription(desc) if names.len() != desc.len() => {
+                names = desc
+                    .iter()
+                    .map(|c| (c.name().to_string(), DataType::Utf8))
+                    .collect();
             }
             SimpleQueryMessage::Row(row) => {
                 rows.push(

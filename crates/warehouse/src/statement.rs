@@ -199,16 +199,13 @@ pub fn time_travel(sql: &str) -> Result<Vec<TimeTravel>> {
         let mut first = i;
         let mut parts = Vec::new();
         while first >= 1 {
-            match &tokens[first - 1].tok {
-                Tok::Word { text, .. } => {
-                    parts.insert(0, text.clone());
+            if let Tok::Word { text, .. } = &tokens[first - 1].tok {
+                parts.insert(0, text.clone());
+                first -= 1;
+                if first >= 1 && tokens[first - 1].tok == Tok::Punct('.') {
                     first -= 1;
-                    if first >= 1 && tokens[first - 1].tok == Tok::Punct('.') {
-                        first -= 1;
-                        continue;
-                    }
+                    continue;
                 }
-                _ => {}
             }
             break;
         }

@@ -187,9 +187,7 @@ impl RunAdapter for PostgresAdapter {
         let conn = self.take().await?;
         let mut out = Vec::new();
         let mut failure = None;
-        if let Err(e) = Self::run(&conn, "begin", false).await {
-            return Err(e);
-        }
+        Self::run(&conn, "begin", false).await?;
         for sql in statements {
             match Self::run(&conn, sql, false).await {
                 Ok(r) => out.push(r),

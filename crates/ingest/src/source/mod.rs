@@ -61,12 +61,12 @@ impl SourceLocation {
                 at: SourceAt::Http(spec.to_string()),
             }]);
         }
-        if let Some((scheme, _)) = spec.split_once("://") {
-            if scheme != "file" {
-                return Err(IngestError::Unsupported(format!(
-                    "reading sources from {scheme}:// (use a local path, a glob or an http(s) URL)"
-                )));
-            }
+        if let Some((scheme, _)) = spec.split_once("://")
+            && scheme != "file"
+        {
+            return Err(IngestError::Unsupported(format!(
+                "reading sources from {scheme}:// (use a local path, a glob or an http(s) URL)"
+            )));
         }
         let spec = spec.strip_prefix("file://").unwrap_or(spec);
         let paths: Vec<PathBuf> = if spec.contains(['*', '?', '[']) {

@@ -53,15 +53,14 @@ pub fn fit_encodings(base: &WriterProperties, sample: &RecordBatch) -> WriterPro
             .set_compression(Compression::UNCOMPRESSED)
             .build()
     };
-    let with_dictionary = base.clone();
     let without_dictionary = base
         .clone()
         .into_builder()
         .set_dictionary_enabled(false)
         .build();
     let (Some(dict), Some(dict_raw), Some(plain), Some(plain_raw)) = (
-        encode(&with_dictionary, &sample),
-        encode(&uncompressed(with_dictionary.clone()), &sample),
+        encode(base, &sample),
+        encode(&uncompressed(base.clone()), &sample),
         encode(&without_dictionary, &sample),
         encode(&uncompressed(without_dictionary.clone()), &sample),
     ) else {

@@ -191,9 +191,9 @@ impl ParallelCtas<'_> {
             if batch.num_rows() == 0 {
                 continue;
             }
-            let properties = properties
-                .get_or_insert_with(|| fit_encodings(&self.writer_properties, &batch))
-                .clone();
+            // Fitted once, to the first batch; every partition value's writer uses them.
+            let fitted =
+                &*properties.get_or_insert_with(|| fit_encodings(&self.writer_properties, &batch));
             // The runs of one partition value in this batch (the input is sorted by it).
             let runs = match partition_index {
                 None => vec![(ScalarValue::Null, batch)],
@@ -218,7 +218,7 @@ impl ParallelCtas<'_> {
                     (
                         value,
                         DeltaWriter::new(Arc::clone(&store), config.clone())
-                            .with_writer_properties(properties.clone()),
+                            .with_writer_properties(fitted.clone()),
                     )
                 });
                 if let Err(e) = writer.write(&rows).await {

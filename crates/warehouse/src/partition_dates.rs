@@ -69,16 +69,19 @@ impl OptimizerRule for PartitionDates {
         _config: &dyn OptimizerConfig,
     ) -> Result<Transformed<LogicalPlan>> {
         crate::rule::on_aggregate(plan, |aggregate| {
-            let derived = {
-                let tables = self.tables.read().expect("lock");
-                match scan_under(aggregate)
-                    .and_then(|scan| tables.get(&scan.table_name.to_string()))
-                {
-                    Some(derived) => derived.clone(),
-                    None => return Ok(None),
-                }
+            let Some(scan) = scan_under(aggregate) else {
+                return Ok(None);
             };
-            rewrite_keys(aggregate, &derived)
+            let derived = self
+                .tables
+                .read()
+                .expect("lock")
+                .get(&scan.table_name.to_string())
+                .cloned();
+            match derived {
+                Some(derived) => rewrite_keys(aggregate, scan, &derived),
+                None => Ok(None),
+            }
         })
     }
 }
@@ -95,12 +98,12 @@ fn scan_under(aggregate: &Aggregate) -> Option<&TableScan> {
     }
 }
 
-/// `aggregate` with its date keys over `source` computed from `partition`, or `None` if it has none.
+/// `aggregate` (over `scan`) with its date keys over `source` computed from `partition`, or `None` if it has none.
 fn rewrite_keys(
     aggregate: &Aggregate,
+    scan: &TableScan,
     (source, partition): &(String, String),
 ) -> Result<Option<LogicalPlan>> {
-    let scan = scan_under(aggregate).expect("checked by the caller");
     if aggregate
         .group_expr
         .iter()

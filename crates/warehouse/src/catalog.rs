@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use arrow::datatypes::{DataType, SchemaRef};
-use datafusion::catalog::{MemorySchemaProvider, Session, TableProvider};
+use datafusion::catalog::{SchemaProvider, Session, TableProvider};
 use datafusion::common::{Column, TableReference};
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::csv::CsvFormat;
@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::ctas_input;
+use crate::dataset::LakeDataset;
 use crate::delta_scan::DeltaFiles;
 use crate::parallel_ctas::ParallelCtas;
 use crate::scan::{self, ScanReport};
@@ -399,53 +400,54 @@ impl Warehouse {
         Ok(None)
     }
 
-    /// Register every table in the lake with the session. A table that cannot be read is skipped with a warning,
-    /// so one broken table does not take the others down; querying it then says it is not found.
+    /// List every table in the lake with the session's catalog, to be opened when a statement first reads it (see
+    /// [`LakeDataset`]). Only names and layouts are read here.
     pub(crate) async fn load_catalog(&self) -> Result<()> {
-        let mut views = Vec::new();
         for info in self.list_tables(None).await? {
             self.note_partitioning(
                 &info.name,
                 info.partition_by.as_deref(),
                 info.partition_column.as_deref(),
             );
-            let registered = match info.kind {
-                TableKind::Delta => self.register_delta(&info.name).await,
-                TableKind::External => match self.external_definition(&info.name).await? {
-                    Some(def) => self.register_external(&info.name, &def).await,
-                    None => Ok(()),
-                },
-                TableKind::View => {
-                    views.push(info.name.clone());
-                    Ok(())
-                }
-            };
-            if let Err(e) = registered {
-                tracing::warn!(table = %info.name, error = %e, "skipping unreadable table");
+            let dataset = self.dataset(&info.name.dataset)?;
+            if let Some(dataset) = dataset.downcast_ref::<LakeDataset>() {
+                dataset.add_unopened(&info.name.table, info.kind);
             }
-        }
-        // Views last, and views over views once what they read is there.
-        while !views.is_empty() {
-            let before = views.len();
-            let mut pending = Vec::new();
-            for name in views {
-                let Some(def) = self.view_definition(&name).await? else {
-                    continue;
-                };
-                match self.view_provider(&name, &def.sql).await {
-                    Ok(provider) => self.register(&name, provider)?,
-                    Err(e) => pending.push((name, e)),
-                }
-            }
-            if pending.len() == before {
-                for (name, e) in pending {
-                    tracing::warn!(view = %name, error = %e, "skipping a view that cannot be planned");
-                }
-                break;
-            }
-            views = pending.into_iter().map(|(name, _)| name).collect();
         }
         Ok(())
+    }
+
+    /// Open a table of the lake for reading: a Delta table at its latest version, an external table over its files,
+    /// a view with its query planned. `None` when its definition has gone meanwhile.
+    pub(crate) async fn open_table(
+        &self,
+        name: &TableName,
+        kind: TableKind,
+    ) -> Result<Option<Arc<dyn TableProvider>>> {
+        Ok(match kind {
+            TableKind::Delta => {
+                let table = self.open_delta(name).await?;
+                Some(self.delta_provider(name, &table).await?)
+            }
+            TableKind::External => match self.external_definition(name).await? {
+                Some(def) => Some(self.external_provider(name, &def).await?),
+                None => None,
+            },
+            TableKind::View => match self.view_definition(name).await? {
+                Some(def) => Some(self.view_provider(name, &def.sql).await? as _),
+                None => None,
+            },
+        })
+    }
+
+    /// The catalog's schema of a dataset, registered if it is new.
+    fn dataset(&self, dataset: &str) -> Result<Arc<dyn SchemaProvider>> {
+        self.ensure_dataset(dataset)?;
+        self.ctx
+            .catalog("datafusion")
+            .and_then(|c| c.schema(dataset))
+            .filter(|s| s.is::<LakeDataset>())
+            .ok_or_else(|| WarehouseError::Internal(format!("dataset {dataset} not in the catalog")))
     }
 
     pub(crate) fn ensure_dataset(&self, dataset: &str) -> Result<()> {
@@ -454,8 +456,9 @@ impl Warehouse {
             .catalog("datafusion")
             .ok_or_else(|| WarehouseError::Internal("no default catalog".into()))?;
         if catalog.schema(dataset).is_none() {
+            let opener = self.opener.as_ref().map(Arc::downgrade).unwrap_or_default();
             catalog
-                .register_schema(dataset, Arc::new(MemorySchemaProvider::new()))
+                .register_schema(dataset, Arc::new(LakeDataset::new(dataset, opener)))
                 .map_err(WarehouseError::query)?;
         }
         Ok(())
@@ -483,11 +486,6 @@ impl Warehouse {
             Ok(()) | Err(deltalake::DeltaTableError::NotATable(_)) => Ok(table),
             Err(e) => Err(delta_err(e)),
         }
-    }
-
-    async fn register_delta(&self, name: &TableName) -> Result<()> {
-        let table = self.open_delta(name).await?;
-        self.register_delta_table(name, &table).await
     }
 
     pub(crate) async fn register_delta_table(
@@ -521,7 +519,11 @@ impl Warehouse {
         )
     }
 
-    async fn register_external(&self, name: &TableName, def: &ExternalDefinition) -> Result<()> {
+    async fn external_provider(
+        &self,
+        name: &TableName,
+        def: &ExternalDefinition,
+    ) -> Result<Arc<dyn TableProvider>> {
         let urls = def
             .resolved
             .iter()
@@ -530,13 +532,10 @@ impl Warehouse {
         let provider = self
             .listing_table(name, def.format, urls, &def.hive_partitions)
             .await?;
-        self.register(
-            name,
-            Arc::new(ExternalTable {
-                name: name.to_string(),
-                inner: provider,
-            }),
-        )
+        Ok(Arc::new(ExternalTable {
+            name: name.to_string(),
+            inner: provider,
+        }))
     }
 
     async fn listing_table(

@@ -13,6 +13,7 @@
 
 mod catalog;
 mod ctas_input;
+mod dataset;
 mod date_udf;
 mod delta_scan;
 mod dml;
@@ -99,11 +100,14 @@ pub struct Warehouse {
     derived: Arc<std::sync::RwLock<pruning::DerivedPartitions>>,
     /// Views' results kept for reuse, when a caller turns it on.
     view_cache: Arc<view_cache::ViewCache>,
+    /// A second handle on this session that the catalog's datasets open their tables through when a statement first
+    /// reads them (they hold it weakly, so the catalog does not keep the warehouse alive). `None` in that handle.
+    opener: Option<Arc<Warehouse>>,
 }
 
 impl Warehouse {
-    /// Open the warehouse in the lake at `root` (a path relative to `project_dir`, or a `file://` URL) and register
-    /// every dataset and table found under `warehouse/`.
+    /// Open the warehouse in the lake at `root` (a path relative to `project_dir`, or a `file://` URL) and list
+    /// every dataset and table found under `warehouse/`; each table is opened when a statement first reads it.
     pub async fn open(root: &str, project_dir: &Path) -> Result<Self> {
         let lake = Lake::open(root, project_dir)?;
         let mut config = SessionConfig::new()
@@ -130,12 +134,21 @@ impl Warehouse {
         let ctx = SessionContext::new_with_state(state);
         ctx.register_udf(date_udf::date());
         ctx.register_object_store(catalog::lake_store_url(), lake.store().clone());
+        let opener = Arc::new(Self {
+            lake: lake.clone(),
+            project_dir: project_dir.to_path_buf(),
+            ctx: ctx.clone(),
+            derived: Arc::clone(&derived),
+            view_cache: Default::default(),
+            opener: None,
+        });
         let warehouse = Self {
             lake,
             project_dir: project_dir.to_path_buf(),
             ctx,
             derived,
-            view_cache: Default::default(),
+            view_cache: Arc::clone(&opener.view_cache),
+            opener: Some(opener),
         };
         warehouse.load_catalog().await?;
         Ok(warehouse)

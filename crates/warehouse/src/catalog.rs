@@ -447,7 +447,9 @@ impl Warehouse {
             .catalog("datafusion")
             .and_then(|c| c.schema(dataset))
             .filter(|s| s.is::<LakeDataset>())
-            .ok_or_else(|| WarehouseError::Internal(format!("dataset {dataset} not in the catalog")))
+            .ok_or_else(|| {
+                WarehouseError::Internal(format!("dataset {dataset} not in the catalog"))
+            })
     }
 
     pub(crate) fn ensure_dataset(&self, dataset: &str) -> Result<()> {
@@ -819,13 +821,13 @@ impl Warehouse {
                 )
                 .map_err(WarehouseError::query)?;
         }
-        // Planned in a session with a bounded memory pool: the sort spills rather than holding the table.
-        let query_state =
-            ctas_input::bounded(&df.clone().into_parts().0).map_err(WarehouseError::query)?;
+        let query_state = df.clone().into_parts().0;
         let plan = query_state
             .create_physical_plan(df.logical_plan())
             .await
             .map_err(WarehouseError::query)?;
+        // The sort spills past its memory budget rather than holding the table.
+        let plan = ctas_input::bounded(plan, self.sort_memory()).map_err(WarehouseError::query)?;
         let mut report = scan::planned_files(&plan).report();
         if mode == RunMode::DryRun {
             return Ok(empty_result(

@@ -20,13 +20,16 @@ use crate::{TableName, Warehouse};
 
 type Opened = Option<Arc<dyn TableProvider>>;
 
+/// A listed table not opened yet: its kind, and the cell its first reader opens it in.
+type Unopened = (TableKind, Arc<OnceCell<Opened>>);
+
 /// One dataset (`warehouse/<dataset>/`): the tables opened so far and those listed but not opened yet.
 pub(crate) struct LakeDataset {
     dataset: String,
     opened: RwLock<HashMap<String, Arc<dyn TableProvider>>>,
     /// Listed tables not opened yet, each with the cell its first reader opens it in (later readers of the same
     /// table wait for that one rather than open it again).
-    unopened: Mutex<HashMap<String, (TableKind, Arc<OnceCell<Opened>>)>>,
+    unopened: Mutex<HashMap<String, Unopened>>,
     /// The warehouse the tables open through; weak, so the catalog does not keep the warehouse alive.
     opener: Weak<Warehouse>,
 }
@@ -94,7 +97,10 @@ impl SchemaProvider for LakeDataset {
             return Ok(None);
         };
         // A failed open leaves the cell empty: the next read tries again (the files may have been fixed).
-        let opened = cell.get_or_try_init(|| self.open(name, kind)).await?.clone();
+        let opened = cell
+            .get_or_try_init(|| self.open(name, kind))
+            .await?
+            .clone();
         // Move it to the opened tables, unless the table was registered or dropped while it opened: then what is
         // registered now is the answer.
         let mut unopened = self.unopened.lock().expect("lock");

@@ -103,6 +103,8 @@ pub struct Warehouse {
     /// A second handle on this session that the catalog's datasets open their tables through when a statement first
     /// reads them (they hold it weakly, so the catalog does not keep the warehouse alive). `None` in that handle.
     opener: Option<Arc<Warehouse>>,
+    /// Memory a `CREATE TABLE ... AS` query (its sort, above all) may hold before it spills to disk.
+    sort_memory: std::sync::atomic::AtomicUsize,
 }
 
 impl Warehouse {
@@ -141,6 +143,7 @@ impl Warehouse {
             derived: Arc::clone(&derived),
             view_cache: Default::default(),
             opener: None,
+            sort_memory: ctas_input::SORT_MEMORY.into(),
         });
         let warehouse = Self {
             lake,
@@ -149,6 +152,7 @@ impl Warehouse {
             derived,
             view_cache: Arc::clone(&opener.view_cache),
             opener: Some(opener),
+            sort_memory: ctas_input::SORT_MEMORY.into(),
         };
         warehouse.load_catalog().await?;
         Ok(warehouse)
@@ -185,6 +189,17 @@ impl Warehouse {
     /// same views many times (`tripline dbt build`); see the `view_cache` module.
     pub fn cache_view_results(&self, budget_bytes: usize) {
         self.view_cache.set_budget(budget_bytes);
+    }
+
+    /// Let the query of a `CREATE TABLE ... AS` (the sort of a partitioned or clustered table, above all) hold up to
+    /// `bytes` of memory before it spills to disk; 2 GiB unless set.
+    pub fn set_sort_memory(&self, bytes: usize) {
+        self.sort_memory
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn sort_memory(&self) -> usize {
+        self.sort_memory.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Keep the result of view `dataset.view` from its next read on (when results are kept at all).

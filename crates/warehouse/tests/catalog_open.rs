@@ -81,7 +81,11 @@ async fn a_broken_table_fails_only_its_readers_with_its_own_error() {
         "says what is wrong, not that it is missing: {msg}"
     );
     // The next read tries again and fails the same way; other tables are unaffected.
-    assert!(w.execute("SELECT * FROM s.bad", RunMode::Run).await.is_err());
+    assert!(
+        w.execute("SELECT * FROM s.bad", RunMode::Run)
+            .await
+            .is_err()
+    );
     assert_eq!(one(&w, "SELECT count(*) FROM s.v").await, 3);
 }
 

@@ -103,7 +103,7 @@ pub struct Warehouse {
     /// A second handle on this session that the catalog's datasets open their tables through when a statement first
     /// reads them (they hold it weakly, so the catalog does not keep the warehouse alive). `None` in that handle.
     opener: Option<Arc<Warehouse>>,
-    /// Memory a `CREATE TABLE ... AS` query (its sort, above all) may hold before it spills to disk.
+    /// Memory the sorts of a `CREATE TABLE ... AS` query may hold, all partitions together, before they spill.
     sort_memory: std::sync::atomic::AtomicUsize,
 }
 
@@ -191,8 +191,8 @@ impl Warehouse {
         self.view_cache.set_budget(budget_bytes);
     }
 
-    /// Let the query of a `CREATE TABLE ... AS` (the sort of a partitioned or clustered table, above all) hold up to
-    /// `bytes` of memory before it spills to disk; 2 GiB unless set.
+    /// Let the sorts of a `CREATE TABLE ... AS` query (a partitioned or clustered table's, above all) hold up to
+    /// `bytes` of memory, all partitions together, before they spill to disk; 2 GiB unless set.
     pub fn set_sort_memory(&self, bytes: usize) {
         self.sort_memory
             .store(bytes, std::sync::atomic::Ordering::Relaxed);

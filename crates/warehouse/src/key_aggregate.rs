@@ -335,8 +335,6 @@ struct State {
     null_group: Option<u32>,
     /// Open addressing with linear probing: a group index per slot, `EMPTY` if free; a power of two long.
     slots: Vec<u32>,
-    /// The key of each occupied slot, beside it so a probe compares without a second, dependent load.
-    slot_keys: Vec<u64>,
     /// 64 minus log2 of `slots.len()`: the hash's top bits pick the slot.
     shift: u32,
     values: Vec<Values>,
@@ -360,7 +358,6 @@ impl State {
             keys: Vec::new(),
             null_group: None,
             slots: vec![EMPTY; capacity],
-            slot_keys: vec![0; capacity],
             shift: 64 - capacity.trailing_zeros(),
             values,
         }
@@ -381,7 +378,7 @@ impl State {
                 Values::SumF64(..) | Values::SumI64(..) => 9,
             })
             .sum::<usize>();
-        self.slots.capacity() * 12 + self.keys.capacity() * per_group
+        self.slots.capacity() * 4 + self.keys.capacity() * per_group
     }
 
     #[inline]
@@ -441,30 +438,23 @@ impl State {
         g
     }
 
-    #[inline(always)]
+    #[inline]
     fn group_of(&mut self, key: u64) -> u32 {
         let mask = self.slots.len() - 1;
-        let mut slot = self.slot_of(key) & mask;
+        let mut slot = self.slot_of(key);
         loop {
-            let (g, k) = (self.slots[slot], self.slot_keys[slot]);
-            if k == key && g != EMPTY {
-                return g;
-            }
+            let g = self.slots[slot];
             if g == EMPTY {
-                return self.insert(slot, key);
+                break;
+            }
+            if self.keys[g as usize] == key {
+                return g;
             }
             slot = (slot + 1) & mask;
         }
-    }
-
-    /// A new group for `key` in the free `slot`.
-    #[cold]
-    #[inline(never)]
-    fn insert(&mut self, slot: usize, key: u64) -> u32 {
         let g = self.new_group();
         self.keys.push(key);
         self.slots[slot] = g;
-        self.slot_keys[slot] = key;
         if self.keys.len() * 2 > self.slots.len() {
             self.grow();
         }
@@ -492,7 +482,6 @@ impl State {
     fn grow(&mut self) {
         let capacity = self.slots.len() * 2;
         self.slots = vec![EMPTY; capacity];
-        self.slot_keys = vec![0; capacity];
         self.shift = 64 - capacity.trailing_zeros();
         let mask = capacity - 1;
         for (g, &key) in self.keys.iter().enumerate() {
@@ -504,7 +493,6 @@ impl State {
                 slot = (slot + 1) & mask;
             }
             self.slots[slot] = g as u32;
-            self.slot_keys[slot] = key;
         }
     }
 

@@ -19,8 +19,8 @@ Per tool and query, two numbers:
                 importing duckdb, a Python process starting a local[2] Spark session (JVM start included)
 Tools are interleaved round by round (and query by query for the first results); medians of --repeat rounds.
 
-    cargo build --profile release-fast -p tripline-cli
-    python3 bench/warehouse/run.py --bin ~/.cache/tripline-target/release-fast/tripline
+    cargo build --release -p tripline-cli    # the profile users install (thin LTO); published numbers use it
+    python3 bench/warehouse/run.py
     python3 bench/warehouse/run.py --smoke --bin "$CARGO_TARGET_DIR/debug/tripline"   # what CI runs
 
 Writes bench/out/warehouse-<timestamp>.md and .json (bench/out/smoke/... with --smoke) and prints the Markdown.
@@ -798,8 +798,8 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if not (args.bin.is_file() and os.access(args.bin, os.X_OK)):
-        log(f"tripline binary not found: {args.bin}; build it with `cargo build --profile release-fast -p "
-            "tripline-cli` or pass --bin PATH")
+        log(f"tripline binary not found: {args.bin}; build it with `cargo build --release -p tripline-cli` "
+            "or pass --bin PATH")
         return 2
     notes: list[str] = []
     spark_ok = ensure_packages(args, notes)

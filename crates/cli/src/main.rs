@@ -127,6 +127,7 @@ pub struct Context {
 }
 
 fn main() -> ExitCode {
+    tripline_malloc::tune();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -394,7 +394,7 @@ impl Coarse {
     }
 
     /// The first day of the period after the one starting on day `first` (as returned by [`Self::first_day`]).
-    fn next_first_day(self, first: i64) -> i64 {
+    pub(crate) fn next_first_day(self, first: i64) -> i64 {
         let months = match self {
             Self::Week => return first + 7,
             Self::Month => 1,

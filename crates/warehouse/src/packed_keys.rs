@@ -13,6 +13,8 @@
 //! Exact, NULLs included: each key takes the bits its type can hold, plus one for NULL if it is nullable. A key
 //! fits if it is an 8-, 16- or 32-bit integer or a date, or a zone-less timestamp that is the start of a calendar
 //! period (`date_trunc` to a week, month, quarter or year), stored as its day number (28 bits for microseconds).
+//! A `date_trunc` key is packed straight from the timestamp it truncates: the packing finds each row's period start
+//! itself, so the truncated column is never built (one pass over the rows instead of two).
 
 use std::sync::Arc;
 
@@ -31,7 +33,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 
-use crate::fast_dates::{per_day, truncation_of};
+use crate::fast_dates::{Coarse, per_day, truncation_of};
 use crate::partition_dates::is_period_start;
 
 /// The packed key's column name.
@@ -72,6 +74,8 @@ struct Key {
     signed: bool,
     /// A timestamp at midnight, stored as its day number in this unit.
     midnight: Option<TimeUnit>,
+    /// Packed from the timestamp under `date_trunc(period, ts)` rather than from the truncated value.
+    period: Option<Coarse>,
     nullable: bool,
 }
 
@@ -89,34 +93,49 @@ impl Key {
     }
 }
 
-/// How `expr` (a group key over `input`) can be stored, if it can.
-fn classify(expr: &Expr, input: &datafusion::common::DFSchema) -> Result<Option<Key>> {
+/// How `expr` (a group key over `input`) can be stored, if it can, and the expression the packing reads for it.
+fn classify(expr: &Expr, input: &datafusion::common::DFSchema) -> Result<Option<(Key, Expr)>> {
     let field = expr.to_field(input)?.1;
     let (data_type, nullable) = (field.data_type().clone(), field.is_nullable());
-    let key = |bits, signed, midnight| Key {
-        data_type: data_type.clone(),
-        bits,
-        signed,
-        midnight,
-        nullable,
+    let expr = expr.clone().unalias();
+    let key = |bits, signed, midnight| {
+        Some((
+            Key {
+                data_type: data_type.clone(),
+                bits,
+                signed,
+                midnight,
+                period: None,
+                nullable,
+            },
+            expr.clone(),
+        ))
     };
     Ok(match &data_type {
-        DataType::Int8 => Some(key(8, true, None)),
-        DataType::Int16 => Some(key(16, true, None)),
-        DataType::Int32 | DataType::Date32 => Some(key(32, true, None)),
-        DataType::UInt8 => Some(key(8, false, None)),
-        DataType::UInt16 => Some(key(16, false, None)),
-        DataType::UInt32 => Some(key(32, false, None)),
+        DataType::Int8 => key(8, true, None),
+        DataType::Int16 => key(16, true, None),
+        DataType::Int32 | DataType::Date32 => key(32, true, None),
+        DataType::UInt8 => key(8, false, None),
+        DataType::UInt16 => key(16, false, None),
+        DataType::UInt32 => key(32, false, None),
         DataType::Timestamp(unit, None) => {
-            let period = match expr.clone().unalias() {
-                Expr::ScalarFunction(ScalarFunction { func, .. }) => {
-                    truncation_of(&func).is_some() || is_period_start(&func)
-                }
-                _ => false,
-            };
             // Day numbers of the unit's whole range, with a sign bit.
             let days = i64::MAX / per_day(unit);
-            period.then(|| key(64 - days.leading_zeros() + 1, true, Some(*unit)))
+            let bits = 64 - days.leading_zeros() + 1;
+            match &expr {
+                Expr::ScalarFunction(ScalarFunction { func, args }) => {
+                    match (truncation_of(func), args.as_slice()) {
+                        // `date_trunc` keeps its argument's type: the timestamp is of the same unit.
+                        (Some(period), [ts]) => key(bits, true, Some(*unit)).map(|(mut k, _)| {
+                            k.period = Some(period);
+                            (k, ts.clone())
+                        }),
+                        _ if is_period_start(func) => key(bits, true, Some(*unit)),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            }
         }
         _ => None,
     })
@@ -129,9 +148,13 @@ fn pack(aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
         return Ok(None);
     }
     let mut specs = Vec::with_capacity(keys.len());
+    let mut inputs = Vec::with_capacity(keys.len());
     for key in keys {
         match classify(key, aggregate.input.schema())? {
-            Some(spec) => specs.push(spec),
+            Some((spec, input)) => {
+                specs.push(spec);
+                inputs.push(input);
+            }
             None => return Ok(None),
         }
     }
@@ -144,7 +167,7 @@ fn pack(aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
             specs: Arc::clone(&specs),
             signature: Signature::any(specs.len(), Volatility::Immutable),
         })),
-        keys.iter().map(|k| k.clone().unalias()).collect(),
+        inputs,
     ))
     .alias(PACKED);
     let inner = Aggregate::try_new(
@@ -254,6 +277,11 @@ impl ScalarUDFImpl for PackKeys {
                     spec,
                     i64::from,
                 ),
+                DataType::Timestamp(unit, None) if spec.period.is_some() => {
+                    let period = spec.period.expect("checked");
+                    let values = cast(&array, &DataType::Int64)?;
+                    fold_periods(&mut packed, values.as_primitive(), spec, period, per_day(unit))?;
+                }
                 DataType::Timestamp(unit, None) => {
                     let per_day = per_day(unit);
                     // Period starts repeat in long runs: the last one's day number is kept.
@@ -303,6 +331,79 @@ fn fold<T: ArrowPrimitiveType>(
             }
         }
     }
+}
+
+/// [`fold`] of the period starts of `timestamps` (in units of `per_day` a day) as day numbers: what `fold` of
+/// `date_trunc(period, ts)` would pack, without building the truncated column. Trips come roughly in time order, so
+/// the last period found is kept and a timestamp inside it costs two comparisons instead of calendar arithmetic.
+fn fold_periods(
+    packed: &mut [u64],
+    timestamps: &Int64Array,
+    spec: &Key,
+    period: Coarse,
+    per_day: i64,
+) -> Result<()> {
+    let start_of = |v: i64| {
+        let day = period.first_day(v.div_euclid(per_day));
+        (day, day.checked_mul(per_day))
+    };
+    // The last period, [start, end) in the timestamps' unit, and its first day; empty at first.
+    let mut last = Period {
+        start: i64::MAX,
+        end: i64::MIN,
+        first: 0,
+    };
+    let mut overflow = false;
+    let period_day = |v: i64| {
+        if v >= last.start && v < last.end {
+            return last.first;
+        }
+        enter_period(&mut last, &mut overflow, v, period, per_day)
+    };
+    fold(packed, timestamps, spec, period_day);
+    // A period starting before the unit's range cannot be returned by `date_trunc`: an error, unless only NULL
+    // slots (whose values are meaningless) hit it.
+    if overflow {
+        let bad = (0..timestamps.len())
+            .filter(|&i| timestamps.is_valid(i))
+            .map(|i| timestamps.value(i))
+            .find(|&v| start_of(v).1.is_none());
+        if let Some(v) = bad {
+            return exec_err!(
+                "date_trunc('{}', ..): timestamp {v} is out of range",
+                period.name()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// One calendar period: `[start, end)` in a timestamp unit, and its first day.
+struct Period {
+    start: i64,
+    end: i64,
+    first: i64,
+}
+
+/// Make `last` the period holding timestamp `v` and return its first day; sets `overflow` if the period starts
+/// before the unit's range. Out of line: the rows of a batch mostly stay in one period, and the comparisons that
+/// check it are all the row loop should hold.
+#[cold]
+#[inline(never)]
+fn enter_period(last: &mut Period, overflow: &mut bool, v: i64, period: Coarse, per_day: i64) -> i64 {
+    let first = period.first_day(v.div_euclid(per_day));
+    match first.checked_mul(per_day) {
+        Some(start) => {
+            let end = period.next_first_day(first).checked_mul(per_day);
+            *last = Period {
+                start,
+                end: end.unwrap_or(i64::MAX),
+                first,
+            };
+        }
+        None => *overflow = true,
+    }
+    first
 }
 
 /// `unpack(key, i)`: key `i` back from the packed key, in its own type.

@@ -280,7 +280,13 @@ impl ScalarUDFImpl for PackKeys {
                 DataType::Timestamp(unit, None) if spec.period.is_some() => {
                     let period = spec.period.expect("checked");
                     let values = cast(&array, &DataType::Int64)?;
-                    fold_periods(&mut packed, values.as_primitive(), spec, period, per_day(unit))?;
+                    fold_periods(
+                        &mut packed,
+                        values.as_primitive(),
+                        spec,
+                        period,
+                        per_day(unit),
+                    )?;
                 }
                 DataType::Timestamp(unit, None) => {
                     let per_day = per_day(unit);
@@ -390,7 +396,13 @@ struct Period {
 /// check it are all the row loop should hold.
 #[cold]
 #[inline(never)]
-fn enter_period(last: &mut Period, overflow: &mut bool, v: i64, period: Coarse, per_day: i64) -> i64 {
+fn enter_period(
+    last: &mut Period,
+    overflow: &mut bool,
+    v: i64,
+    period: Coarse,
+    per_day: i64,
+) -> i64 {
     let first = period.first_day(v.div_euclid(per_day));
     match first.checked_mul(per_day) {
         Some(start) => {

@@ -394,7 +394,7 @@ impl Coarse {
     }
 
     /// The first day of the period after the one starting on day `first` (as returned by [`Self::first_day`]).
-    pub(crate) fn next_first_day(self, first: i64) -> i64 {
+    fn next_first_day(self, first: i64) -> i64 {
         let months = match self {
             Self::Week => return first + 7,
             Self::Month => 1,
@@ -404,6 +404,15 @@ impl Coarse {
         let (y, m, _) = time::civil_from_days(first);
         let m0 = m - 1 + months;
         time::days_from_civil(y + (m0 / 12) as i32, m0 % 12 + 1, 1)
+    }
+
+    /// The period holding timestamp `v` (of a unit with `per_day` units a day): its `[start, end)` in that unit
+    /// and its first day; `None` if it starts before the unit's range (`end` saturates at the range's end).
+    pub(crate) fn period_of(self, v: i64, per_day: i64) -> Option<(i64, i64, i64)> {
+        let first = self.first_day(v.div_euclid(per_day));
+        let start = first.checked_mul(per_day)?;
+        let end = self.next_first_day(first).checked_mul(per_day);
+        Some((start, end.unwrap_or(i64::MAX), first))
     }
 
     /// The first day of the week (Monday), month, quarter or year holding day `days` (days since 1970-01-01).
@@ -485,15 +494,9 @@ fn trunc_of<T: ArrowTimestampType, const PER_DAY: i64>(
         if v >= start && v < end {
             return start;
         }
-        let day = v.div_euclid(PER_DAY);
-        let first = granularity.first_day(day);
-        match first.checked_mul(PER_DAY) {
-            Some(s) => {
-                start = s;
-                end = granularity
-                    .next_first_day(first)
-                    .checked_mul(PER_DAY)
-                    .unwrap_or(i64::MAX);
+        match granularity.period_of(v, PER_DAY) {
+            Some((s, e, _)) => {
+                (start, end) = (s, e);
                 s
             }
             None => {

@@ -349,20 +349,12 @@ fn fold_periods(
     period: Coarse,
     per_day: i64,
 ) -> Result<()> {
-    let start_of = |v: i64| {
-        let day = period.first_day(v.div_euclid(per_day));
-        (day, day.checked_mul(per_day))
-    };
     // The last period, [start, end) in the timestamps' unit, and its first day; empty at first.
-    let mut last = Period {
-        start: i64::MAX,
-        end: i64::MIN,
-        first: 0,
-    };
+    let mut last = (i64::MAX, i64::MIN, 0i64);
     let mut overflow = false;
     let period_day = |v: i64| {
-        if v >= last.start && v < last.end {
-            return last.first;
+        if v >= last.0 && v < last.1 {
+            return last.2;
         }
         enter_period(&mut last, &mut overflow, v, period, per_day)
     };
@@ -373,7 +365,7 @@ fn fold_periods(
         let bad = (0..timestamps.len())
             .filter(|&i| timestamps.is_valid(i))
             .map(|i| timestamps.value(i))
-            .find(|&v| start_of(v).1.is_none());
+            .find(|&v| period.period_of(v, per_day).is_none());
         if let Some(v) = bad {
             return exec_err!(
                 "date_trunc('{}', ..): timestamp {v} is out of range",
@@ -384,38 +376,28 @@ fn fold_periods(
     Ok(())
 }
 
-/// One calendar period: `[start, end)` in a timestamp unit, and its first day.
-struct Period {
-    start: i64,
-    end: i64,
-    first: i64,
-}
-
-/// Make `last` the period holding timestamp `v` and return its first day; sets `overflow` if the period starts
-/// before the unit's range. Out of line: the rows of a batch mostly stay in one period, and the comparisons that
-/// check it are all the row loop should hold.
+/// Make `last` the period holding timestamp `v` and return its first day (see [`Coarse::period_of`]); sets
+/// `overflow` if the period starts before the unit's range. Out of line: the rows of a batch mostly stay in one
+/// period, and the comparisons that check it are all the row loop should hold.
 #[cold]
 #[inline(never)]
 fn enter_period(
-    last: &mut Period,
+    last: &mut (i64, i64, i64),
     overflow: &mut bool,
     v: i64,
     period: Coarse,
     per_day: i64,
 ) -> i64 {
-    let first = period.first_day(v.div_euclid(per_day));
-    match first.checked_mul(per_day) {
-        Some(start) => {
-            let end = period.next_first_day(first).checked_mul(per_day);
-            *last = Period {
-                start,
-                end: end.unwrap_or(i64::MAX),
-                first,
-            };
+    match period.period_of(v, per_day) {
+        Some(found) => {
+            *last = found;
+            found.2
         }
-        None => *overflow = true,
+        None => {
+            *overflow = true;
+            0
+        }
     }
-    first
 }
 
 /// `unpack(key, i)`: key `i` back from the packed key, in its own type.

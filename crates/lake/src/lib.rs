@@ -123,7 +123,7 @@ impl Lake {
                 std::fs::create_dir_all(&path)
                     .map_err(|e| bad(format!("cannot create {}: {e}", path.display())))?;
                 let fs = LocalFileSystem::new_with_prefix(&path).map_err(|e| bad(e.to_string()))?;
-                (Arc::new(fs), Some(path), None)
+                (tripline_mapped::store(fs), Some(path), None)
             }
             "s3" | "s3a" => {
                 let s3 = AmazonS3Builder::from_env()

@@ -233,6 +233,10 @@ impl Warehouse {
         if let Some((store, _)) = self.lake.bucket() {
             object_store_log::register();
             builder = builder.with_storage_backend(store.clone(), url);
+        } else {
+            // A local table's data files are read through memory maps, as the lake's external tables are.
+            let root = tripline_mapped::store(object_store::local::LocalFileSystem::new());
+            builder = builder.with_storage_backend(root, url);
         }
         builder.build().map_err(WarehouseError::delta(&name))
     }

@@ -136,6 +136,11 @@ impl Warehouse {
         let ctx = SessionContext::new_with_state(state);
         ctx.register_udf(date_udf::date());
         ctx.register_object_store(catalog::lake_store_url(), lake.store().clone());
+        // Files named by an absolute path outside the lake are read through memory maps too.
+        ctx.register_object_store(
+            &url::Url::parse("file://").expect("valid URL"),
+            tripline_mapped::store(object_store::local::LocalFileSystem::new()),
+        );
         let opener = Arc::new(Self {
             lake: lake.clone(),
             project_dir: project_dir.to_path_buf(),

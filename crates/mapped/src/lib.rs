@@ -178,7 +178,9 @@ mod tests {
 
     fn lake() -> (tempfile::TempDir, MappedFs, Vec<u8>) {
         let dir = tempfile::tempdir().unwrap();
-        let data: Vec<u8> = (0..(3 * MIN_MAPPED as usize)).map(|i| (i % 251) as u8).collect();
+        let data: Vec<u8> = (0..(3 * MIN_MAPPED as usize))
+            .map(|i| (i % 251) as u8)
+            .collect();
         std::fs::create_dir_all(dir.path().join("raw")).unwrap();
         std::fs::write(dir.path().join("raw/a.parquet"), &data).unwrap();
         let fs = MappedFs::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
@@ -212,7 +214,10 @@ mod tests {
             .get_ranges(&Path::from("raw/missing.parquet"), &[0..MIN_MAPPED])
             .await
             .unwrap_err();
-        assert!(matches!(missing, object_store::Error::NotFound { .. }), "{missing}");
+        assert!(
+            matches!(missing, object_store::Error::NotFound { .. }),
+            "{missing}"
+        );
         let past_end = fs
             .get_ranges(&Path::from("raw/a.parquet"), &[0..4 * MIN_MAPPED])
             .await
@@ -228,14 +233,26 @@ mod tests {
     #[tokio::test]
     async fn writes_lists_and_renames_reach_the_file_system() {
         let (dir, fs, _data) = lake();
-        fs.put(&Path::from("warehouse/t/_tmp"), PutPayload::from_static(b"x"))
+        fs.put(
+            &Path::from("warehouse/t/_tmp"),
+            PutPayload::from_static(b"x"),
+        )
+        .await
+        .unwrap();
+        fs.rename(
+            &Path::from("warehouse/t/_tmp"),
+            &Path::from("warehouse/t/0.json"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("warehouse/t/0.json")).unwrap(),
+            b"x"
+        );
+        let listed = fs
+            .list_with_delimiter(Some(&Path::from("warehouse/t")))
             .await
             .unwrap();
-        fs.rename(&Path::from("warehouse/t/_tmp"), &Path::from("warehouse/t/0.json"))
-            .await
-            .unwrap();
-        assert_eq!(std::fs::read(dir.path().join("warehouse/t/0.json")).unwrap(), b"x");
-        let listed = fs.list_with_delimiter(Some(&Path::from("warehouse/t"))).await.unwrap();
         assert_eq!(listed.objects.len(), 1);
     }
 

@@ -17,7 +17,7 @@
 use std::fmt;
 use std::fs::File;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -169,6 +169,13 @@ impl ObjectStore for MappedFs {
 /// A shared [`MappedFs`] over a local file system, ready to register where an `Arc<dyn ObjectStore>` is wanted.
 pub fn store(inner: LocalFileSystem) -> Arc<dyn ObjectStore> {
     Arc::new(MappedFs::new(inner))
+}
+
+/// The one [`MappedFs`] over the whole file system (paths from `/`), as the `file://` stores of DataFusion and
+/// deltalake are.
+pub fn root() -> Arc<dyn ObjectStore> {
+    static ROOT: OnceLock<Arc<dyn ObjectStore>> = OnceLock::new();
+    Arc::clone(ROOT.get_or_init(|| store(LocalFileSystem::new())))
 }
 
 #[cfg(test)]

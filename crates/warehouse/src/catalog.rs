@@ -235,8 +235,7 @@ impl Warehouse {
             builder = builder.with_storage_backend(store.clone(), url);
         } else {
             // A local table's data files are read through memory maps, as the lake's external tables are.
-            let root = tripline_mapped::store(object_store::local::LocalFileSystem::new());
-            builder = builder.with_storage_backend(root, url);
+            builder = builder.with_storage_backend(tripline_mapped::root(), url);
         }
         builder.build().map_err(WarehouseError::delta(&name))
     }

@@ -373,6 +373,28 @@ pub(crate) enum Coarse {
     Year,
 }
 
+/// One calendar period of a timestamp unit: `[start, end)` in that unit, and its first day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Period {
+    pub(crate) start: i64,
+    pub(crate) end: i64,
+    pub(crate) first: i64,
+}
+
+impl Period {
+    /// A period holding no timestamp, to start a scan with.
+    pub(crate) const EMPTY: Self = Self {
+        start: i64::MAX,
+        end: i64::MIN,
+        first: 0,
+    };
+
+    /// Whether timestamp `v` is in it.
+    pub(crate) fn holds(&self, v: i64) -> bool {
+        v >= self.start && v < self.end
+    }
+}
+
 impl Coarse {
     fn parse(s: &str) -> Option<Self> {
         match s.to_ascii_lowercase().as_str() {
@@ -406,13 +428,17 @@ impl Coarse {
         time::days_from_civil(y + (m0 / 12) as i32, m0 % 12 + 1, 1)
     }
 
-    /// The period holding timestamp `v` (of a unit with `per_day` units a day): its `[start, end)` in that unit
-    /// and its first day; `None` if it starts before the unit's range (`end` saturates at the range's end).
-    pub(crate) fn period_of(self, v: i64, per_day: i64) -> Option<(i64, i64, i64)> {
+    /// The period holding timestamp `v` (of a unit with `per_day` units a day); `None` if it starts before the
+    /// unit's range (its `end` saturates at the range's end).
+    pub(crate) fn period_of(self, v: i64, per_day: i64) -> Option<Period> {
         let first = self.first_day(v.div_euclid(per_day));
         let start = first.checked_mul(per_day)?;
         let end = self.next_first_day(first).checked_mul(per_day);
-        Some((start, end.unwrap_or(i64::MAX), first))
+        Some(Period {
+            start,
+            end: end.unwrap_or(i64::MAX),
+            first,
+        })
     }
 
     /// The first day of the week (Monday), month, quarter or year holding day `days` (days since 1970-01-01).
@@ -487,17 +513,17 @@ fn trunc_of<T: ArrowTimestampType, const PER_DAY: i64>(
     granularity: Coarse,
 ) -> Result<ArrayRef> {
     let array = timestamps::<T>(array)?;
-    // The period [start, end) of the last value, in the array's unit; empty at first.
-    let (mut start, mut end) = (i64::MAX, i64::MIN);
+    // The period of the last value.
+    let mut last = Period::EMPTY;
     let mut out_of_range = None;
     let values = array.values().iter().enumerate().map(|(i, &v)| {
-        if v >= start && v < end {
-            return start;
+        if last.holds(v) {
+            return last.start;
         }
         match granularity.period_of(v, PER_DAY) {
-            Some((s, e, _)) => {
-                (start, end) = (s, e);
-                s
+            Some(found) => {
+                last = found;
+                found.start
             }
             None => {
                 // A null slot's value is meaningless; a real one is an error.

@@ -139,7 +139,7 @@ impl Warehouse {
         // Files named by an absolute path outside the lake are read through memory maps too.
         ctx.register_object_store(
             &url::Url::parse("file://").expect("valid URL"),
-            tripline_mapped::store(object_store::local::LocalFileSystem::new()),
+            tripline_mapped::root(),
         );
         let opener = Arc::new(Self {
             lake: lake.clone(),

@@ -33,7 +33,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 
-use crate::fast_dates::{Coarse, per_day, truncation_of};
+use crate::fast_dates::{Coarse, Period, per_day, truncation_of};
 use crate::partition_dates::is_period_start;
 
 /// The packed key's column name.
@@ -349,12 +349,12 @@ fn fold_periods(
     period: Coarse,
     per_day: i64,
 ) -> Result<()> {
-    // The last period, [start, end) in the timestamps' unit, and its first day; empty at first.
-    let mut last = (i64::MAX, i64::MIN, 0i64);
+    // The period of the last timestamp.
+    let mut last = Period::EMPTY;
     let mut overflow = false;
     let period_day = |v: i64| {
-        if v >= last.0 && v < last.1 {
-            return last.2;
+        if last.holds(v) {
+            return last.first;
         }
         enter_period(&mut last, &mut overflow, v, period, per_day)
     };
@@ -382,7 +382,7 @@ fn fold_periods(
 #[cold]
 #[inline(never)]
 fn enter_period(
-    last: &mut (i64, i64, i64),
+    last: &mut Period,
     overflow: &mut bool,
     v: i64,
     period: Coarse,
@@ -391,7 +391,7 @@ fn enter_period(
     match period.period_of(v, per_day) {
         Some(found) => {
             *last = found;
-            found.2
+            found.first
         }
         None => {
             *overflow = true;

@@ -179,6 +179,8 @@ pub fn root() -> Arc<dyn ObjectStore> {
 }
 
 #[cfg(test)]
+// The tests pass lists of byte ranges, some of one range.
+#[allow(clippy::single_range_in_vec_init)]
 mod tests {
     use super::*;
     use object_store::ObjectStoreExt;

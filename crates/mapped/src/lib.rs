@@ -29,10 +29,9 @@ use object_store::{
     PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
 };
 
-/// The total size of a [`ObjectStore::get_ranges`] call from which it is served from maps. Measured here on cached
-/// files, a zeroed buffer filled by `pread` and a populated map cost about the same at 64 KiB (~20 us each) and the
-/// map half as much from 256 KiB; the column chunks of a day's partition of trips (~250 KiB) are in between.
-pub const MIN_MAPPED: u64 = 64 << 10;
+/// The total size of a [`ObjectStore::get_ranges`] call from which it is served from maps: below it, one `pread`
+/// costs less than setting up and tearing down the mappings.
+pub const MIN_MAPPED: u64 = 256 << 10;
 
 /// A [`LocalFileSystem`] whose large ranged reads come from memory maps.
 #[derive(Debug)]

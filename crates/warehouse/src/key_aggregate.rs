@@ -350,7 +350,7 @@ const MAX_GROUPS: usize = 1 << 24;
 
 /// Group indices of 64-bit keys: open addressing with linear probing over a power-of-two number of `(key,
 /// group)` slots, at most half full, the slot from the top bits of the key times 2^64/φ.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct KeyTable {
     slots: Vec<(u64, u32)>,
     /// `64 - log2(slots.len())`.
@@ -359,20 +359,6 @@ struct KeyTable {
     keys: Vec<u64>,
     /// The group of the NULL key, if it has occurred.
     null_group: Option<usize>,
-}
-
-/// The slots of a new table.
-const FIRST_SLOTS: usize = 1 << 10;
-
-impl Default for KeyTable {
-    fn default() -> Self {
-        Self {
-            slots: vec![(0, EMPTY); FIRST_SLOTS],
-            shift: 64 - FIRST_SLOTS.trailing_zeros(),
-            keys: Vec::new(),
-            null_group: None,
-        }
-    }
 }
 
 impl KeyTable {
@@ -406,39 +392,31 @@ impl KeyTable {
         }
     }
 
-    /// The row loop's body: a hit is a multiply, a load and two comparisons; a miss goes out of line.
-    #[inline(always)]
+    #[inline]
     fn group_of(&mut self, key: u64) -> usize {
+        if 2 * (self.keys.len() + 1) > self.slots.len() {
+            self.grow();
+        }
         let mask = self.slots.len() - 1;
-        let mut slot = slot_of(key, self.shift);
+        let mut slot = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize;
         loop {
             let (k, group) = self.slots[slot];
-            if k == key && group != EMPTY {
-                return group as usize;
-            }
             if group == EMPTY {
-                return self.insert(key, slot);
+                let group = self.keys.len();
+                self.slots[slot] = (key, group as u32);
+                self.keys.push(key);
+                return group;
+            }
+            if k == key {
+                return group as usize;
             }
             slot = (slot + 1) & mask;
         }
     }
 
-    /// A new group for `key` in the empty `slot`; the slots double when they are half full.
-    #[cold]
-    #[inline(never)]
-    fn insert(&mut self, key: u64, slot: usize) -> usize {
-        let group = self.keys.len();
-        self.slots[slot] = (key, group as u32);
-        self.keys.push(key);
-        if 2 * self.keys.len() > self.slots.len() {
-            self.grow();
-        }
-        group
-    }
-
-    /// Twice the slots, every key placed again.
+    /// Twice the slots (at least 1,024), every key placed again.
     fn grow(&mut self) {
-        let len = self.slots.len() * 2;
+        let len = (self.slots.len() * 2).max(1 << 10);
         self.shift = 64 - len.trailing_zeros();
         self.slots = vec![(0, EMPTY); len];
         let mask = len - 1;
@@ -446,7 +424,7 @@ impl KeyTable {
             if Some(group) == self.null_group {
                 continue;
             }
-            let mut slot = slot_of(key, self.shift);
+            let mut slot = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize;
             while self.slots[slot].1 != EMPTY {
                 slot = (slot + 1) & mask;
             }
@@ -460,16 +438,10 @@ impl KeyTable {
         let nulls = self.null_group.take().map(|null| {
             NullBuffer::from((0..keys.len()).map(|g| g != null).collect::<Vec<bool>>())
         });
-        *self = Self::default();
+        self.slots = Vec::new();
+        self.shift = 0;
         UInt64Array::new(keys.into(), nulls)
     }
-}
-
-/// The first slot of `key`: the top bits of `key` times 2^64/φ (Fibonacci hashing), which spreads runs of nearby
-/// keys (consecutive zones, say) over the whole table.
-#[inline(always)]
-fn slot_of(key: u64, shift: u32) -> usize {
-    (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> shift) as usize
 }
 
 #[cfg(test)]

@@ -21,7 +21,6 @@ mod error;
 mod fast_dates;
 mod history;
 mod kept_table;
-mod key_aggregate;
 mod packed_keys;
 mod parallel_ctas;
 mod partition_dates;
@@ -133,7 +132,6 @@ impl Warehouse {
             ))))
             .with_optimizer_rule(Arc::new(packed_keys::PackedKeys))
             .with_physical_optimizer_rule(Arc::new(row_number::FastRowNumber))
-            .with_physical_optimizer_rule(Arc::new(key_aggregate::KeyAggregates))
             .build();
         let ctx = SessionContext::new_with_state(state);
         ctx.register_udf(date_udf::date());

@@ -241,13 +241,16 @@ pub struct SqliteStore {
     path: PathBuf,
 }
 
+/// A write to run inside a shared transaction.
+type TransactionWork = Box<dyn FnOnce(&Connection) -> rusqlite::Result<()> + Send>;
+
 /// Work for the connection's thread.
 enum Job {
     /// Runs alone, with the connection to itself (reads, and writes that open their own transaction).
     Alone(Box<dyn FnOnce(&mut Connection) + Send>),
     /// A write run inside a shared transaction; told the outcome once that transaction committed.
     Batched {
-        work: Box<dyn FnOnce(&Connection) -> rusqlite::Result<()> + Send>,
+        work: TransactionWork,
         done: tokio::sync::oneshot::Sender<rusqlite::Result<()>>,
     },
 }
@@ -281,8 +284,9 @@ fn connection_thread(mut conn: Connection, jobs: std::sync::mpsc::Receiver<Job>)
     }
 }
 
+/// A write of a group commit and where its outcome goes.
 type BatchedWrite = (
-    Box<dyn FnOnce(&Connection) -> rusqlite::Result<()> + Send>,
+    TransactionWork,
     tokio::sync::oneshot::Sender<rusqlite::Result<()>>,
 );
 

@@ -19,6 +19,7 @@ mod delta_scan;
 mod dml;
 mod error;
 mod fast_dates;
+mod grid_aggregate;
 mod history;
 mod kept_table;
 mod packed_keys;
@@ -132,6 +133,7 @@ impl Warehouse {
             ))))
             .with_optimizer_rule(Arc::new(packed_keys::PackedKeys))
             .with_physical_optimizer_rule(Arc::new(row_number::FastRowNumber))
+            .with_physical_optimizer_rule(Arc::new(grid_aggregate::GridAggregates))
             .build();
         let ctx = SessionContext::new_with_state(state);
         ctx.register_udf(date_udf::date());

@@ -67,21 +67,32 @@ impl OptimizerRule for PackedKeys {
 
 /// How one key is stored in the packed key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Key {
+pub(crate) struct Key {
     data_type: DataType,
     /// Bits of the value (signed values are offset by half their range).
     bits: u32,
     signed: bool,
     /// A timestamp at midnight, stored as its day number in this unit.
-    midnight: Option<TimeUnit>,
+    pub(crate) midnight: Option<TimeUnit>,
     /// Packed from the timestamp under `date_trunc(period, ts)` rather than from the truncated value.
-    period: Option<Coarse>,
-    nullable: bool,
+    pub(crate) period: Option<Coarse>,
+    pub(crate) nullable: bool,
 }
 
 impl Key {
-    fn width(&self) -> u32 {
+    pub(crate) fn width(&self) -> u32 {
         self.bits + u32::from(self.nullable)
+    }
+
+    /// The bits stored for `value` (as [`fold`] reads it; `None` for NULL): the value offset to unsigned, with a
+    /// set NULL bit above it if the key is nullable; all zeros for NULL.
+    #[inline(always)]
+    pub(crate) fn code(&self, value: Option<i64>) -> u64 {
+        let present = if self.nullable { 1u64 << self.bits } else { 0 };
+        match value {
+            Some(v) => ((v.wrapping_add(self.offset()) as u64) & self.value_mask()) | present,
+            None => 0,
+        }
     }
 
     fn offset(&self) -> i64 {
@@ -207,9 +218,16 @@ fn pack(aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
 
 /// `pack(k1, k2..)`: the keys' bits side by side, the first key highest.
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct PackKeys {
+pub(crate) struct PackKeys {
     specs: Arc<Vec<Key>>,
     signature: Signature,
+}
+
+impl PackKeys {
+    /// How each argument is packed, the first highest.
+    pub(crate) fn specs(&self) -> &[Key] {
+        &self.specs
+    }
 }
 
 impl ScalarUDFImpl for PackKeys {
@@ -316,24 +334,17 @@ fn fold<T: ArrowPrimitiveType>(
     spec: &Key,
     mut to_i64: impl FnMut(T::Native) -> i64,
 ) {
-    let (width, offset, mask) = (spec.width(), spec.offset(), spec.value_mask());
-    let present = if spec.nullable { 1u64 << spec.bits } else { 0 };
+    let width = spec.width();
     let values = array.values();
     match array.nulls().filter(|n| n.null_count() > 0) {
         None => {
             for (slot, &v) in packed.iter_mut().zip(values.iter()) {
-                let code = ((to_i64(v).wrapping_add(offset) as u64) & mask) | present;
-                *slot = (*slot << width) | code;
+                *slot = (*slot << width) | spec.code(Some(to_i64(v)));
             }
         }
         Some(nulls) => {
             for ((slot, &v), valid) in packed.iter_mut().zip(values.iter()).zip(nulls.iter()) {
-                let code = if valid {
-                    ((to_i64(v).wrapping_add(offset) as u64) & mask) | present
-                } else {
-                    0
-                };
-                *slot = (*slot << width) | code;
+                *slot = (*slot << width) | spec.code(valid.then(|| to_i64(v)));
             }
         }
     }

@@ -31,7 +31,6 @@ use std::sync::Arc;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, PrimitiveArray, RecordBatch, UInt64Array,
 };
-use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{
     ArrowPrimitiveType, DataType, Date32Type, Field, Int8Type, Int16Type, Int32Type, Int64Type,
@@ -418,19 +417,20 @@ fn accumulators(
 }
 
 /// Group numbers by the keys' coordinates (module documentation).
+///
+/// Every axis holds a power of two of coordinates, so a row's cell is its coordinates' bits side by side, the first
+/// axis highest, as [`PackKeys`] packs the keys themselves: one pass per key shifts its coordinates in.
 struct Grid {
     specs: Vec<Key>,
     axes: Vec<Axis>,
-    /// Each axis's step in `cells`: the product of the lengths of the axes after it.
-    strides: Vec<usize>,
     /// The group of each cell, or [`EMPTY`].
     cells: Vec<u32>,
     /// The packed key of each group.
     keys: Vec<u64>,
     /// Each group's key values (`axes.len()` per group), to lay the grid out again.
     values: Vec<Option<i64>>,
-    /// Each axis's coordinates of the batch's rows, reused batch to batch.
-    coords: Vec<Vec<u32>>,
+    /// The cell of each row of the batch, reused batch to batch.
+    rows: Vec<u32>,
 }
 
 impl Grid {
@@ -438,58 +438,58 @@ impl Grid {
         Self {
             specs: specs.to_vec(),
             axes: specs.iter().map(Axis::new).collect(),
-            strides: Vec::new(),
             cells: Vec::new(),
             keys: Vec::new(),
             values: Vec::new(),
-            coords: vec![Vec::new(); specs.len()],
+            rows: Vec::new(),
         }
     }
 
     fn size(&self) -> usize {
-        self.cells.capacity() * size_of::<u32>()
+        (self.cells.capacity() + self.rows.capacity()) * size_of::<u32>()
             + self.keys.capacity() * size_of::<u64>()
             + self.values.capacity() * size_of::<Option<i64>>()
-            + self.coords.iter().map(|c| c.capacity()).sum::<usize>() * size_of::<u32>()
     }
 
     /// The group of each row of `keys` (one array per axis) into `groups`, new groups numbered in order of
     /// appearance. `false` (and nothing changed but the axes) when the keys need more than [`MAX_CELLS`] cells.
     fn intern(&mut self, keys: &[ArrayRef], groups: &mut Vec<usize>) -> Result<bool> {
+        let mut rows = std::mem::take(&mut self.rows);
         let mut grew = self.cells.is_empty();
-        for (((axis, spec), array), coords) in self
-            .axes
-            .iter_mut()
-            .zip(&self.specs)
-            .zip(keys)
-            .zip(&mut self.coords)
-        {
-            match axis.place(spec, array, coords)? {
-                Placed::Inside => {}
-                Placed::Grew => grew = true,
-                Placed::TooWide => return Ok(false),
+        // An axis that grows changes the bits of every cell: the batch starts again (rare: axes double).
+        'batch: loop {
+            rows.clear();
+            rows.resize(keys[0].len(), 0);
+            for ((axis, spec), array) in self.axes.iter_mut().zip(&self.specs).zip(keys) {
+                match axis.fold(spec, array, &mut rows)? {
+                    Folded::Inside => {}
+                    Folded::Grew => {
+                        grew = true;
+                        continue 'batch;
+                    }
+                    Folded::TooWide => {
+                        self.rows = rows;
+                        return Ok(false);
+                    }
+                }
             }
+            break;
         }
         if grew && !self.lay_out() {
+            self.rows = rows;
             return Ok(false);
         }
-        // Each row's cell, then its group, in place.
-        let rows = keys[0].len();
         groups.clear();
-        groups.resize(rows, 0);
-        for (coords, &stride) in self.coords.iter().zip(&self.strides) {
-            for (cell, &c) in groups.iter_mut().zip(coords) {
-                *cell += c as usize * stride;
-            }
-        }
-        for slot in groups.iter_mut() {
-            let group = self.cells[*slot];
-            *slot = if group == EMPTY {
-                self.new_group(*slot)
+        groups.reserve(rows.len());
+        for &cell in &rows {
+            let group = self.cells[cell as usize];
+            groups.push(if group == EMPTY {
+                self.new_group(cell as usize)
             } else {
                 group as usize
-            };
+            });
         }
+        self.rows = rows;
         Ok(true)
     }
 
@@ -499,8 +499,10 @@ impl Grid {
     fn new_group(&mut self, cell: usize) -> usize {
         let group = self.keys.len();
         let mut key = 0u64;
-        for ((axis, spec), &stride) in self.axes.iter().zip(&self.specs).zip(&self.strides) {
-            let value = axis.value_of((cell / stride % axis.len()) as u32);
+        let mut shift: u32 = self.axes.iter().map(Axis::bits).sum();
+        for (axis, spec) in self.axes.iter().zip(&self.specs) {
+            shift -= axis.bits();
+            let value = axis.value_of(((cell >> shift) & (axis.len() - 1)) as u32);
             key = (key << spec.width()) | spec.code(value);
             self.values.push(value);
         }
@@ -509,46 +511,41 @@ impl Grid {
         group
     }
 
-    /// Strides and cells for the axes as they are now, every group placed again; `false` if they would need
-    /// more than [`MAX_CELLS`] cells.
+    /// Cells for the axes as they are now, every group placed again; `false` if they would be more than
+    /// [`MAX_CELLS`].
     fn lay_out(&mut self) -> bool {
-        let mut strides = vec![0; self.axes.len()];
-        let mut cells = 1usize;
-        for (axis, stride) in self.axes.iter().zip(&mut strides).rev() {
-            *stride = cells;
-            cells = match cells.checked_mul(axis.len()) {
-                Some(c) if c <= MAX_CELLS => c,
-                _ => return false,
-            };
+        let bits: u32 = self.axes.iter().map(Axis::bits).sum();
+        if bits > MAX_CELLS.trailing_zeros() {
+            return false;
         }
-        self.strides = strides;
-        self.cells = vec![EMPTY; cells];
+        self.cells = vec![EMPTY; 1 << bits];
         let n = self.axes.len();
         for group in 0..self.keys.len() {
             let values = &self.values[group * n..(group + 1) * n];
-            let cell: usize = self
+            let cell = self
                 .axes
                 .iter()
                 .zip(values)
-                .zip(&self.strides)
-                .map(|((axis, &value), &stride)| axis.coordinate_of(value) as usize * stride)
-                .sum();
+                .fold(0usize, |cell, (axis, &value)| {
+                    (cell << axis.bits()) | axis.coordinate_of(value) as usize
+                });
             self.cells[cell] = group as u32;
         }
         true
     }
 }
 
-/// What placing a batch did to an axis.
+/// What folding a batch's key into the rows' cells did.
 #[derive(Debug, PartialEq, Eq)]
-enum Placed {
+enum Folded {
     Inside,
+    /// The axis grew to hold the batch: the cells are to be computed again.
     Grew,
     /// The values span more than [`MAX_CELLS`].
     TooWide,
 }
 
-/// One key's coordinates.
+/// One key's coordinates: a power of two of them, the first NULL's if the key is nullable.
 #[derive(Debug)]
 enum Axis {
     Values(Values),
@@ -566,7 +563,7 @@ impl Axis {
                 known: HashMap::new(),
                 last: (Period::EMPTY, 0),
                 nulls,
-                len: nulls as usize,
+                len: 1,
             }),
             _ => Self::Values(Values {
                 base: 0,
@@ -576,12 +573,17 @@ impl Axis {
         }
     }
 
-    /// Coordinates, NULL's included.
+    /// Coordinates, NULL's included: a power of two.
     fn len(&self) -> usize {
         match self {
-            Self::Values(v) => v.nulls as usize + v.span as usize,
+            Self::Values(v) => (v.nulls as usize + v.span as usize).max(1),
             Self::Periods(p) => p.len,
         }
+    }
+
+    /// Bits of a coordinate.
+    fn bits(&self) -> u32 {
+        self.len().trailing_zeros()
     }
 
     /// The value at coordinate `c` (as [`Key::code`] takes it).
@@ -601,30 +603,25 @@ impl Axis {
         }
     }
 
-    /// Each row's coordinate of `array` (a key packed as `spec` says) into `coords`, the axis grown to hold them.
-    fn place(&mut self, spec: &Key, array: &ArrayRef, coords: &mut Vec<u32>) -> Result<Placed> {
+    /// Each row's coordinate of `array` (a key packed as `spec` says) shifted into its cell in `rows`, unless the
+    /// axis had to grow to hold them.
+    fn fold(&mut self, spec: &Key, array: &ArrayRef, rows: &mut [u32]) -> Result<Folded> {
         if array.null_count() > 0 && !spec.nullable {
             return internal_err!("grid aggregate: NULL in a key declared not nullable");
         }
         match self {
             Self::Periods(periods) => {
                 let timestamps = cast(array, &DataType::Int64)?;
-                periods.place(timestamps.as_primitive::<Int64Type>(), coords)
+                periods.fold(timestamps.as_primitive::<Int64Type>(), rows)
             }
             Self::Values(values) => match (array.data_type(), &spec.midnight) {
-                (DataType::Int8, _) => Ok(values.place(array.as_primitive::<Int8Type>(), coords)),
-                (DataType::Int16, _) => Ok(values.place(array.as_primitive::<Int16Type>(), coords)),
-                (DataType::Int32, _) => Ok(values.place(array.as_primitive::<Int32Type>(), coords)),
-                (DataType::UInt8, _) => Ok(values.place(array.as_primitive::<UInt8Type>(), coords)),
-                (DataType::UInt16, _) => {
-                    Ok(values.place(array.as_primitive::<UInt16Type>(), coords))
-                }
-                (DataType::UInt32, _) => {
-                    Ok(values.place(array.as_primitive::<UInt32Type>(), coords))
-                }
-                (DataType::Date32, _) => {
-                    Ok(values.place(array.as_primitive::<Date32Type>(), coords))
-                }
+                (DataType::Int8, _) => Ok(values.fold(array.as_primitive::<Int8Type>(), rows)),
+                (DataType::Int16, _) => Ok(values.fold(array.as_primitive::<Int16Type>(), rows)),
+                (DataType::Int32, _) => Ok(values.fold(array.as_primitive::<Int32Type>(), rows)),
+                (DataType::UInt8, _) => Ok(values.fold(array.as_primitive::<UInt8Type>(), rows)),
+                (DataType::UInt16, _) => Ok(values.fold(array.as_primitive::<UInt16Type>(), rows)),
+                (DataType::UInt32, _) => Ok(values.fold(array.as_primitive::<UInt32Type>(), rows)),
+                (DataType::Date32, _) => Ok(values.fold(array.as_primitive::<Date32Type>(), rows)),
                 (DataType::Timestamp(unit, None), Some(_)) => {
                     // A period start: its day number.
                     let per_day = per_day(unit);
@@ -632,7 +629,7 @@ impl Axis {
                     let days: PrimitiveArray<Int64Type> = timestamps
                         .as_primitive::<Int64Type>()
                         .unary(|v| v.div_euclid(per_day));
-                    Ok(values.place(&days, coords))
+                    Ok(values.fold(&days, rows))
                 }
                 (other, _) => exec_err!("grid aggregate: cannot place a {other} key"),
             },
@@ -650,56 +647,41 @@ struct Values {
 }
 
 impl Values {
-    fn place<T>(&mut self, array: &PrimitiveArray<T>, coords: &mut Vec<u32>) -> Placed
+    fn fold<T>(&mut self, array: &PrimitiveArray<T>, rows: &mut [u32]) -> Folded
     where
         T: ArrowPrimitiveType,
         T::Native: Into<i64>,
     {
-        let nulls = array.nulls().filter(|n| n.null_count() > 0);
-        let mut placed = Placed::Inside;
-        loop {
-            if self.coordinates(array.values(), nulls, coords) {
-                return placed;
-            }
-            if !self.widen(array) {
-                return Placed::TooWide;
-            }
-            placed = Placed::Grew;
-        }
-    }
-
-    /// `coords` of `values`; `false` if one of them is outside the axis.
-    fn coordinates<N: Copy + Into<i64>>(
-        &self,
-        values: &[N],
-        nulls: Option<&NullBuffer>,
-        coords: &mut Vec<u32>,
-    ) -> bool {
         let (base, span, first) = (self.base, self.span, self.nulls);
-        coords.clear();
-        coords.resize(values.len(), 0);
+        let bits = (first as usize + span as usize).max(1).trailing_zeros();
+        let values = array.values();
         let mut inside = true;
-        match nulls {
+        match array.nulls().filter(|n| n.null_count() > 0) {
             None => {
-                for (c, &v) in coords.iter_mut().zip(values) {
+                for (cell, &v) in rows.iter_mut().zip(values.iter()) {
                     let offset = v.into().wrapping_sub(base) as u64;
                     inside &= offset < span;
-                    *c = first.wrapping_add(offset as u32);
+                    *cell = (*cell << bits) | first.wrapping_add(offset as u32);
                 }
             }
             Some(nulls) => {
-                for ((c, &v), valid) in coords.iter_mut().zip(values).zip(nulls.iter()) {
+                for ((cell, &v), valid) in rows.iter_mut().zip(values.iter()).zip(nulls.iter()) {
                     let offset = v.into().wrapping_sub(base) as u64;
                     inside &= !valid || offset < span;
-                    *c = if valid {
+                    let c = if valid {
                         first.wrapping_add(offset as u32)
                     } else {
                         0
                     };
+                    *cell = (*cell << bits) | c;
                 }
             }
         }
-        inside
+        match inside {
+            true => Folded::Inside,
+            false if self.widen(array) => Folded::Grew,
+            false => Folded::TooWide,
+        }
     }
 
     /// The axis widened to hold every value of `array` (at least doubled); `false` if it would pass
@@ -720,12 +702,13 @@ impl Values {
             high = high.max(self.base + (self.span - 1) as i64);
         }
         let needed = (i128::from(high) - i128::from(low) + 1) as u128;
-        let span = needed.max(2 * u128::from(self.span));
-        if span + u128::from(self.nulls) > MAX_CELLS as u128 {
+        let len =
+            (needed.max(2 * u128::from(self.span)) + u128::from(self.nulls)).next_power_of_two();
+        if len > MAX_CELLS as u128 {
             return false;
         }
         self.base = low;
-        self.span = span as u64;
+        self.span = len as u64 - u64::from(self.nulls);
         true
     }
 }
@@ -748,46 +731,38 @@ struct Periods {
 }
 
 impl Periods {
-    fn place(
-        &mut self,
-        timestamps: &PrimitiveArray<Int64Type>,
-        coords: &mut Vec<u32>,
-    ) -> Result<Placed> {
-        let before = self.len;
-        coords.clear();
-        coords.resize(timestamps.len(), 0);
+    fn fold(&mut self, timestamps: &PrimitiveArray<Int64Type>, rows: &mut [u32]) -> Result<Folded> {
+        let bits = self.len.trailing_zeros();
         let values = timestamps.values();
-        match timestamps.nulls().filter(|n| n.null_count() > 0) {
-            None => {
-                for (c, &v) in coords.iter_mut().zip(values.iter()) {
-                    *c = if self.last.0.holds(v) {
-                        self.last.1
-                    } else {
-                        self.enter(v)?
-                    };
+        // The last period in locals, so that the row loop reads no memory but the timestamps.
+        let (mut last, mut coordinate) = self.last;
+        let nulls = timestamps.nulls().filter(|n| n.null_count() > 0);
+        for (i, (cell, &v)) in rows.iter_mut().zip(values.iter()).enumerate() {
+            let c = if nulls.is_some_and(|n| n.is_null(i)) {
+                0
+            } else if last.holds(v) {
+                coordinate
+            } else {
+                coordinate = self.enter(v)?;
+                last = self.last.0;
+                if coordinate as usize >= self.len {
+                    return self.grow();
                 }
-            }
-            Some(nulls) => {
-                for ((c, &v), valid) in coords.iter_mut().zip(values.iter()).zip(nulls.iter()) {
-                    *c = match valid {
-                        false => 0,
-                        true if self.last.0.holds(v) => self.last.1,
-                        true => self.enter(v)?,
-                    };
-                }
-            }
+                coordinate
+            };
+            *cell = (*cell << bits) | c;
         }
-        let needed = self.nulls as usize + self.firsts.len();
-        if needed > MAX_CELLS {
-            return Ok(Placed::TooWide);
-        }
-        if needed > self.len {
-            self.len = needed.next_power_of_two();
-        }
-        Ok(if self.len == before {
-            Placed::Inside
+        Ok(Folded::Inside)
+    }
+
+    /// Room for every period known.
+    #[cold]
+    fn grow(&mut self) -> Result<Folded> {
+        self.len = (self.nulls as usize + self.firsts.len()).next_power_of_two();
+        Ok(if self.len > MAX_CELLS {
+            Folded::TooWide
         } else {
-            Placed::Grew
+            Folded::Grew
         })
     }
 

@@ -15,6 +15,10 @@
 //! period (`date_trunc` to a week, month, quarter or year), stored as its day number (28 bits for microseconds).
 //! A `date_trunc` key is packed straight from the timestamp it truncates: the packing finds each row's period start
 //! itself, so the truncated column is never built (one pass over the rows instead of two).
+//!
+//! The partial stage of such an aggregate mostly runs without the packing: [`crate::grid_aggregate`] finds the
+//! groups from the keys' own columns and packs a key once per group. `pack_keys` itself runs when the keys span too
+//! many values for its grid, and wherever else DataFusion evaluates the aggregate.
 
 use std::sync::Arc;
 

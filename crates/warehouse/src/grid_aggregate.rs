@@ -22,7 +22,8 @@
 //!
 //! [`GridAggregates`] puts it in place of an `AggregateExec` in `Partial` mode grouped by one `pack_keys(..)`, with
 //! no grouping sets, limit, dynamic filter, `FILTER`, `DISTINCT` or ordered aggregate, whose aggregates all have
-//! group accumulators. Everything the planner knows about the node stays the replaced node's own.
+//! group accumulators. Everything the planner knows about the node stays the replaced node's own
+//! ([`ReplacedExec`]).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -37,30 +38,25 @@ use datafusion::arrow::datatypes::{
     Schema, SchemaRef, UInt8Type, UInt16Type, UInt32Type,
 };
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{Result, Statistics, exec_err, internal_err};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Result, exec_err, internal_err};
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_expr::{PhysicalExpr, ScalarFunctionExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
-use datafusion::physical_plan::execution_plan::{
-    CardinalityEffect, ChildrenPropertiesMode, ReplaceChildrenOptions,
-};
-use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
-use datafusion::physical_plan::statistics::{ChildStats, StatisticsArgs};
+use datafusion::physical_plan::metrics::BaselineMetrics;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, InputDistributionRequirements, PlanProperties,
-};
 use futures::StreamExt;
 
 use crate::fast_dates::{Coarse, Period, per_day};
 use crate::packed_keys::{Key, PackKeys};
+use crate::replaced::{ReplacedExec, Replacement};
 
 /// Cells of the largest grid (4 MiB of group numbers); keys spanning more are hashed.
 const MAX_CELLS: usize = 1 << 20;
@@ -81,8 +77,10 @@ impl PhysicalOptimizerRule for GridAggregates {
         plan: Arc<dyn ExecutionPlan>,
         _config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        plan.transform_up(|node| match GridAggregateExec::try_new(&node)? {
-            Some(exec) => Ok(Transformed::yes(Arc::new(exec) as Arc<dyn ExecutionPlan>)),
+        plan.transform_up(|node| match GridAggregate::of(&node) {
+            Some(by) => Ok(Transformed::yes(
+                Arc::new(GridAggregateExec::new(node, by)) as Arc<dyn ExecutionPlan>
+            )),
             None => Ok(Transformed::no(node)),
         })
         .map(|t| t.data)
@@ -97,11 +95,12 @@ impl PhysicalOptimizerRule for GridAggregates {
     }
 }
 
-/// A partial aggregate on packed keys: the `AggregateExec` it replaces, its key and its aggregates.
-#[derive(Debug)]
-pub(crate) struct GridAggregateExec {
-    /// The replaced `AggregateExec`: its input, schema, properties and requirements are this node's.
-    aggregate: Arc<dyn ExecutionPlan>,
+/// A partial `AggregateExec` on packed keys, its groups found in a grid.
+pub(crate) type GridAggregateExec = ReplacedExec<GridAggregate>;
+
+/// How a [`GridAggregateExec`] aggregates: its key and its aggregates.
+#[derive(Debug, Clone)]
+pub(crate) struct GridAggregate {
     /// `pack_keys(..)`, evaluated once the keys are hashed.
     key: Arc<dyn PhysicalExpr>,
     /// How each key is packed, the first highest.
@@ -109,15 +108,12 @@ pub(crate) struct GridAggregateExec {
     /// Each key's expression.
     args: Vec<Arc<dyn PhysicalExpr>>,
     aggregates: Vec<Arc<AggregateFunctionExpr>>,
-    metrics: ExecutionPlanMetricsSet,
 }
 
-impl GridAggregateExec {
-    /// `node` as a grid aggregate, when it is an `AggregateExec` this node can run (module documentation).
-    fn try_new(node: &Arc<dyn ExecutionPlan>) -> Result<Option<Self>> {
-        let Some(agg) = node.downcast_ref::<AggregateExec>() else {
-            return Ok(None);
-        };
+impl GridAggregate {
+    /// How to run `node` in a grid, when it is an `AggregateExec` that can be (module documentation).
+    fn of(node: &Arc<dyn ExecutionPlan>) -> Option<Self> {
+        let agg = node.downcast_ref::<AggregateExec>()?;
         let group_by = agg.group_expr();
         let simple = *agg.mode() == AggregateMode::Partial
             && group_by.is_single()
@@ -129,108 +125,45 @@ impl GridAggregateExec {
                 !a.is_distinct() && a.order_bys().is_empty() && a.groups_accumulator_supported()
             });
         if !simple {
-            return Ok(None);
+            return None;
         }
         let key = &group_by.expr()[0].0;
-        let Some(call) = key.downcast_ref::<ScalarFunctionExpr>() else {
-            return Ok(None);
-        };
-        let Some(pack) = call.fun().inner().downcast_ref::<PackKeys>() else {
-            return Ok(None);
-        };
-        Ok(Some(Self {
-            aggregate: Arc::clone(node),
+        let call = key.downcast_ref::<ScalarFunctionExpr>()?;
+        let pack = call.fun().inner().downcast_ref::<PackKeys>()?;
+        Some(Self {
             key: Arc::clone(key),
             specs: Arc::new(pack.specs().to_vec()),
             args: call.args().to_vec(),
             aggregates: agg.aggr_expr().to_vec(),
-            metrics: ExecutionPlanMetricsSet::new(),
-        }))
+        })
     }
 }
 
-impl DisplayAs for GridAggregateExec {
-    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+impl Replacement for GridAggregate {
+    const NAME: &'static str = "GridAggregateExec";
+
+    fn describe(&self, f: &mut fmt::Formatter) -> fmt::Result {
         let aggregates: Vec<&str> = self.aggregates.iter().map(|a| a.name()).collect();
         write!(
             f,
-            "GridAggregateExec: mode=Partial, key={}, aggr=[{}]",
+            "mode=Partial, key={}, aggr=[{}]",
             self.key,
             aggregates.join(", ")
         )
     }
-}
 
-impl ExecutionPlan for GridAggregateExec {
-    fn name(&self) -> &str {
-        "GridAggregateExec"
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        self.aggregate.properties()
-    }
-
-    fn input_distribution_requirements(&self) -> InputDistributionRequirements {
-        self.aggregate.input_distribution_requirements()
-    }
-
-    fn required_input_ordering(
-        &self,
-    ) -> Vec<Option<datafusion::physical_expr::OrderingRequirements>> {
-        self.aggregate.required_input_ordering()
-    }
-
-    fn maintains_input_order(&self) -> Vec<bool> {
-        vec![false]
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        self.aggregate.children()
-    }
-
-    fn apply_expressions(
-        &self,
-        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
-    ) -> Result<TreeNodeRecursion> {
-        self.aggregate.apply_expressions(f)
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        self.replace_children(
-            children,
-            ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
-        )
-    }
-
-    fn replace_children(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn ExecutionPlan>>,
-        options: ReplaceChildrenOptions,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let aggregate = Arc::clone(&self.aggregate).replace_children(children, options)?;
-        Ok(Arc::new(Self {
-            aggregate,
-            key: Arc::clone(&self.key),
-            specs: Arc::clone(&self.specs),
-            args: self.args.clone(),
-            aggregates: self.aggregates.clone(),
-            metrics: ExecutionPlanMetricsSet::new(),
-        }))
+    fn maintains_input_order(&self) -> bool {
+        false
     }
 
     fn execute(
         &self,
+        input: SendableRecordBatchStream,
+        schema: SchemaRef,
         partition: usize,
-        context: Arc<TaskContext>,
+        context: &Arc<TaskContext>,
+        metrics: BaselineMetrics,
     ) -> Result<SendableRecordBatchStream> {
-        let Some(input) = self.aggregate.children().first().map(|c| Arc::clone(c)) else {
-            return internal_err!("GridAggregateExec without an input");
-        };
-        let input = input.execute(partition, Arc::clone(&context))?;
-        let schema = self.schema();
         let reservation = MemoryConsumer::new(format!("GridAggregateExec[{partition}]"))
             .register(context.memory_pool());
         let groups = Grouping {
@@ -244,7 +177,6 @@ impl ExecutionPlan for GridAggregateExec {
             schema: Arc::clone(&schema),
             reservation,
         };
-        let metrics = BaselineMetrics::new(&self.metrics, partition);
         let stream = futures::stream::unfold(Some((input, groups, metrics)), |state| async move {
             let (mut input, mut groups, metrics) = state?;
             loop {
@@ -277,26 +209,6 @@ impl ExecutionPlan for GridAggregateExec {
             }
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
-    }
-
-    fn metrics(&self) -> Option<MetricsSet> {
-        Some(self.metrics.clone_inner())
-    }
-
-    fn child_stats_requests(&self, partition: Option<usize>) -> Vec<ChildStats> {
-        self.aggregate.child_stats_requests(partition)
-    }
-
-    fn statistics_from_inputs(
-        &self,
-        input_stats: &[Arc<Statistics>],
-        args: &StatisticsArgs,
-    ) -> Result<Arc<Statistics>> {
-        self.aggregate.statistics_from_inputs(input_stats, args)
-    }
-
-    fn cardinality_effect(&self) -> CardinalityEffect {
-        self.aggregate.cardinality_effect()
     }
 }
 
@@ -797,6 +709,7 @@ mod tests {
     };
     use datafusion::arrow::datatypes::TimeUnit;
     use datafusion::arrow::util::pretty::pretty_format_batches;
+    use datafusion::common::tree_node::TreeNodeRecursion;
     use datafusion::datasource::MemTable;
     use datafusion::execution::SessionStateBuilder;
     use datafusion::execution::runtime_env::RuntimeEnvBuilder;

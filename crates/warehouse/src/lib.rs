@@ -26,6 +26,7 @@ mod packed_keys;
 mod parallel_ctas;
 mod partition_dates;
 mod pruning;
+mod replaced;
 mod row_number;
 mod rule;
 mod scan;

@@ -10,29 +10,29 @@
 //!
 //! [`FastRowNumber`] puts it in place of a `BoundedWindowAggExec` in sorted mode whose window functions are all
 //! `row_number()` (they then share one partitioning and ordering). Everything the planner knows about the node —
-//! schema, ordering, partitioning, required input ordering and distribution — stays the window node's own.
+//! schema, ordering, partitioning, required input ordering and distribution, statistics — stays the window node's
+//! own ([`ReplacedExec`]).
 
 use std::fmt;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, UInt64Array};
 use datafusion::arrow::compute::{concat, partition};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::Result;
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{Result, internal_err};
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::window::{StandardWindowExpr, WindowExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
-use datafusion::physical_plan::execution_plan::{ChildrenPropertiesMode, ReplaceChildrenOptions};
-use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
+use datafusion::physical_plan::metrics::BaselineMetrics;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::windows::{BoundedWindowAggExec, WindowUDFExpr};
-use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, InputDistributionRequirements, InputOrderMode,
-    PlanProperties,
-};
+use datafusion::physical_plan::{ExecutionPlan, InputOrderMode};
 use futures::StreamExt;
+
+use crate::replaced::{ReplacedExec, Replacement};
 
 /// The physical optimizer rule (see the module documentation).
 #[derive(Debug, Default)]
@@ -57,14 +57,11 @@ impl PhysicalOptimizerRule for FastRowNumber {
             {
                 return Ok(Transformed::no(node));
             }
-            let keys = window.window_expr()[0].partition_by().to_vec();
-            let columns = window.window_expr().len();
-            Ok(Transformed::yes(Arc::new(RowNumberExec {
-                window: node,
-                keys,
-                columns,
-                metrics: ExecutionPlanMetricsSet::new(),
-            })))
+            let by = RowNumbers {
+                keys: window.window_expr()[0].partition_by().to_vec(),
+                columns: window.window_expr().len(),
+            };
+            Ok(Transformed::yes(Arc::new(RowNumberExec::new(node, by))))
         })
         .map(|t| t.data)
     }
@@ -90,98 +87,43 @@ fn is_row_number(e: &dyn WindowExpr) -> bool {
         .is_some_and(|f| f.fun().name() == "row_number")
 }
 
-/// `row_number()` over input sorted by the partition keys: the window node it replaces plus how to count.
-#[derive(Debug)]
-pub(crate) struct RowNumberExec {
-    /// The `BoundedWindowAggExec` replaced: its input, schema, properties and requirements are this node's.
-    window: Arc<dyn ExecutionPlan>,
+/// `row_number()` over input sorted by the partition keys, in place of a window node.
+pub(crate) type RowNumberExec = ReplacedExec<RowNumbers>;
+
+/// How a [`RowNumberExec`] counts.
+#[derive(Debug, Clone)]
+pub(crate) struct RowNumbers {
     /// The partition keys.
     keys: Vec<Arc<dyn PhysicalExpr>>,
     /// How many `row_number()` columns follow the input's.
     columns: usize,
-    metrics: ExecutionPlanMetricsSet,
 }
 
-impl DisplayAs for RowNumberExec {
-    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+impl Replacement for RowNumbers {
+    const NAME: &'static str = "RowNumberExec";
+
+    fn describe(&self, f: &mut fmt::Formatter) -> fmt::Result {
         let keys: Vec<String> = self.keys.iter().map(|k| k.to_string()).collect();
         write!(
             f,
-            "RowNumberExec: partition_by=[{}], columns={}",
+            "partition_by=[{}], columns={}",
             keys.join(", "),
             self.columns
         )
     }
-}
 
-impl ExecutionPlan for RowNumberExec {
-    fn name(&self) -> &str {
-        "RowNumberExec"
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        self.window.properties()
-    }
-
-    fn input_distribution_requirements(&self) -> InputDistributionRequirements {
-        self.window.input_distribution_requirements()
-    }
-
-    fn required_input_ordering(
-        &self,
-    ) -> Vec<Option<datafusion::physical_expr::OrderingRequirements>> {
-        self.window.required_input_ordering()
-    }
-
-    fn maintains_input_order(&self) -> Vec<bool> {
-        vec![true]
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        self.window.children()
-    }
-
-    fn apply_expressions(
-        &self,
-        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
-    ) -> Result<TreeNodeRecursion> {
-        self.window.apply_expressions(f)
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        self.replace_children(
-            children,
-            ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
-        )
-    }
-
-    fn replace_children(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn ExecutionPlan>>,
-        options: ReplaceChildrenOptions,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let window = Arc::clone(&self.window).replace_children(children, options)?;
-        Ok(Arc::new(Self {
-            window,
-            keys: self.keys.clone(),
-            columns: self.columns,
-            metrics: ExecutionPlanMetricsSet::new(),
-        }))
+    fn maintains_input_order(&self) -> bool {
+        true
     }
 
     fn execute(
         &self,
-        partition: usize,
-        context: Arc<TaskContext>,
+        input: SendableRecordBatchStream,
+        schema: SchemaRef,
+        _partition: usize,
+        _context: &Arc<TaskContext>,
+        metrics: BaselineMetrics,
     ) -> Result<SendableRecordBatchStream> {
-        let Some(input) = self.window.children().first().map(|c| Arc::clone(c)) else {
-            return internal_err!("RowNumberExec without an input");
-        };
-        let input = input.execute(partition, context)?;
-        let schema = self.schema();
         let mut counter = Counter {
             keys: self.keys.clone(),
             columns: self.columns,
@@ -189,7 +131,6 @@ impl ExecutionPlan for RowNumberExec {
             last: None,
             count: 0,
         };
-        let metrics = BaselineMetrics::new(&self.metrics, partition);
         let stream = input.map(move |batch| {
             let _timer = metrics.elapsed_compute().timer();
             let out = counter.number(batch?)?;
@@ -198,17 +139,13 @@ impl ExecutionPlan for RowNumberExec {
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
     }
-
-    fn metrics(&self) -> Option<MetricsSet> {
-        Some(self.metrics.clone_inner())
-    }
 }
 
 /// The numbering state of one partition of the stream.
 struct Counter {
     keys: Vec<Arc<dyn PhysicalExpr>>,
     columns: usize,
-    schema: datafusion::arrow::datatypes::SchemaRef,
+    schema: SchemaRef,
     /// The last row's keys (one-row arrays) and its row number.
     last: Option<Vec<ArrayRef>>,
     count: u64,
